@@ -1,0 +1,89 @@
+"""Request and response shapes of /api/v1 (they make the OpenAPI schema)."""
+
+from datetime import datetime
+
+from ninja import Field, Schema
+
+
+class PromptOut(Schema):
+    id: int
+    text: str
+
+
+class CompletionOut(Schema):
+    label: str
+    id: int
+    text: str
+
+
+class TaskOut(Schema):
+    assignment_id: int
+    round: int
+    prompt: PromptOut
+    completions: list[CompletionOut]
+    expires_at: datetime
+
+
+class RankingIn(Schema):
+    ranking: list[str] = Field(..., description="Labels best -> worst, e.g. ['C','A','D','B'].")
+    flags: dict[str, list[str]] = Field(default_factory=dict, description="{label: [flag, ...]}")
+    quality: int | None = Field(None, description="Overall quality, 1-7.")
+    demonstration: str = Field("", description="A better answer, written by the labeler.")
+    time_spent_ms: int | None = Field(None, description="Time on task; server-measured if absent.")
+    client_submission_id: str = Field("", max_length=100)
+
+
+class RankingOut(Schema):
+    ranking_id: int
+    comparisons: int
+
+
+class SkipIn(Schema):
+    reason: str
+
+
+class SkipOut(Schema):
+    assignment_id: int
+    state: str
+
+
+class Detail(Schema):
+    detail: str
+
+
+class RoundOut(Schema):
+    id: int
+    number: int
+    state: str
+    k: int
+    overlap: int
+    policy_version: int | None
+    prompts: int
+    counts: dict[str, int]
+    progress: float
+    agreement: float | None = Field(None, description="Pairwise agreement on overlapped prompts.")
+
+
+class TrainIn(Schema):
+    """`method` plus any hyperparameters of that method, at the top level."""
+
+    model_config = {"extra": "allow"}
+
+    method: str = Field("ppo", description="ppo, rloo, grpo or dpo.")
+
+
+class TrainOut(Schema):
+    training_run_id: int
+
+
+class TrainingRunOut(Schema):
+    id: int
+    round: int
+    kind: str
+    status: str
+    progress: float
+    metrics: dict
+    error: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

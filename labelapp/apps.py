@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LabelappConfig(AppConfig):
+    name = "labelapp"
+    verbose_name = "Labeling"

@@ -1,0 +1,305 @@
+"""The data model of the labeling loop (see ARCHITECTURE.md, "Data model").
+
+State changes and multi-row writes live in labelapp/services/, not here: these classes hold
+fields, constraints and small read-only helpers.
+"""
+
+import hashlib
+import string
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+LABELS = string.ascii_uppercase  # completion labels shown to labelers: A, B, C, D, ...
+
+# InstructGPT's labeling metadata (Ouyang et al. 2022, appendix B), as per-completion flags.
+FLAG_CHOICES = [
+    ("fails_instruction", "Fails to follow the instruction"),
+    ("hallucination", "Makes up facts"),
+    ("harmful", "Harmful or unsafe advice"),
+    ("sexual_or_violent", "Sexual or violent content"),
+    ("denigrates", "Denigrates a protected class"),
+    ("inappropriate", "Inappropriate for an assistant"),
+    ("garbled", "Garbled or not language"),
+]
+FLAG_NAMES = frozenset(name for name, _ in FLAG_CHOICES)
+
+
+def text_hash(text: str) -> str:
+    """The de-duplication key of a prompt: sha256 of its text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Prompt(models.Model):
+    text = models.TextField()
+    text_hash = models.CharField(max_length=64, unique=True, editable=False)
+    source = models.CharField(max_length=100, blank=True, help_text="Where the prompt came from.")
+    external_id = models.CharField(max_length=200, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    held_out = models.BooleanField(default=False, help_text="Kept out of training, for evaluation.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Prompt {self.pk}: {self.text[:60]}"
+
+    def save(self, *args, **kwargs):
+        self.text_hash = text_hash(self.text)
+        super().save(*args, **kwargs)
+
+
+class PolicyVersion(models.Model):
+    number = models.PositiveIntegerField(unique=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT)
+    artifact_path = models.CharField(max_length=500)
+    created_by_run = models.ForeignKey(
+        "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    method = models.CharField(max_length=20, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    is_current = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_current"], condition=Q(is_current=True), name="one_current_policy"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.number}"
+
+
+class RewardModelVersion(models.Model):
+    number = models.PositiveIntegerField(unique=True)
+    round = models.ForeignKey("LabelingRound", null=True, blank=True, on_delete=models.SET_NULL)
+    artifact_path = models.CharField(max_length=500)
+    created_by_run = models.ForeignKey(
+        "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    metrics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"RM {self.number}"
+
+
+class LabelingRound(models.Model):
+    class State(models.TextChoices):
+        DRAFT = "draft"
+        GENERATING = "generating"
+        LABELING = "labeling"
+        TRAINING = "training"
+        DONE = "done"
+        FAILED = "failed"
+
+    number = models.PositiveIntegerField(unique=True)
+    # Change only through labelapp.services.rounds.transition(), which checks the move.
+    state = models.CharField(max_length=20, choices=State.choices, default=State.DRAFT)
+    failed_from = models.CharField(
+        max_length=20, blank=True, help_text="The state a failed round retries into."
+    )
+    error = models.TextField(blank=True)
+    k = models.PositiveSmallIntegerField(default=4, help_text="Completions per prompt.")
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="Labelers per prompt.")
+    policy_version = models.ForeignKey(
+        PolicyVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="rounds"
+    )
+    prompts = models.ManyToManyField(Prompt, related_name="rounds", blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Round {self.number} ({self.state})"
+
+
+class Completion(models.Model):
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
+    round = models.ForeignKey(LabelingRound, on_delete=models.CASCADE, related_name="completions")
+    text = models.TextField()
+    policy_version = models.ForeignKey(
+        PolicyVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="completions"
+    )
+    source = models.CharField(
+        max_length=100, blank=True, help_text="For imported answers: the external source's name."
+    )
+    sampling_params = models.JSONField(default=dict, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["round", "prompt"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(policy_version__isnull=False) | ~Q(source=""),
+                name="completion_has_an_author",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Completion {self.pk} of prompt {self.prompt_id}"
+
+
+class Assignment(models.Model):
+    """One labeler's turn at one prompt of a round.
+
+    A round starts with `overlap` OPEN slots per prompt. A labeler claims a slot (RESERVED until
+    `reserved_until`), then SUBMITTED or SKIPPED it. A reservation that runs out is EXPIRED when
+    someone else claims the prompt, and a new row is made for them, so the late submit of the
+    first labeler answers 410 rather than writing over the second one's work.
+    """
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        RESERVED = "reserved"
+        SUBMITTED = "submitted"
+        SKIPPED = "skipped"
+        EXPIRED = "expired"
+
+    round = models.ForeignKey(LabelingRound, on_delete=models.CASCADE, related_name="assignments")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="assignments")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="assignments",
+    )
+    state = models.CharField(max_length=20, choices=State.choices, default=State.OPEN)
+    # Completion ids in the order shown, so order[0] is "A": shuffled per assignment so that
+    # position is not confounded with quality.
+    order = models.JSONField(default=list, blank=True)
+    reserved_at = models.DateTimeField(null=True, blank=True)
+    reserved_until = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=500, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["round", "state"]),
+            models.Index(fields=["labeler", "state"]),
+        ]
+        constraints = [
+            # A labeler never gets the same prompt of a round twice (NULL labelers are distinct).
+            models.UniqueConstraint(
+                fields=["round", "prompt", "labeler"], name="one_assignment_per_labeler_prompt"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Assignment {self.pk} ({self.state})"
+
+    def labels(self) -> list[str]:
+        """The labels shown for this assignment: A, B, C, D for K=4."""
+        return list(LABELS[: len(self.order)])
+
+
+class Ranking(models.Model):
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="ranking")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rankings"
+    )
+    # Completion ids best -> worst, and the labels the labeler pressed (for position-bias checks).
+    order = models.JSONField()
+    labels = models.JSONField()
+    flags = models.JSONField(default=dict, blank=True, help_text="{completion id: [flag, ...]}")
+    quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    # sha256 of the decision (ranking, flags, quality, demonstration): a re-submit of the same
+    # decision is acknowledged again, a different one is a conflict.
+    payload_hash = models.CharField(max_length=64)
+    client_submission_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Ranking {self.pk} of assignment {self.assignment_id}"
+
+
+class Comparison(models.Model):
+    ranking = models.ForeignKey(Ranking, on_delete=models.CASCADE, related_name="comparisons")
+    chosen = models.ForeignKey(Completion, on_delete=models.PROTECT, related_name="+")
+    rejected = models.ForeignKey(Completion, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ranking", "chosen", "rejected"], name="one_comparison_per_pair"
+            ),
+            models.CheckConstraint(
+                condition=~Q(chosen=models.F("rejected")), name="comparison_of_two_completions"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chosen_id} > {self.rejected_id}"
+
+
+class Demonstration(models.Model):
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="demonstrations")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="demonstrations"
+    )
+    assignment = models.OneToOneField(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="demonstration"
+    )
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Demonstration {self.pk} for prompt {self.prompt_id}"
+
+
+class TrainingRun(models.Model):
+    class Kind(models.TextChoices):
+        SFT = "sft"
+        REWARD = "reward"
+        PPO = "ppo"
+        RLOO = "rloo"
+        GRPO = "grpo"
+        DPO = "dpo"
+        GENERATE = "generate"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    round = models.ForeignKey(LabelingRound, on_delete=models.CASCADE, related_name="training_runs")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    config = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} run {self.pk} ({self.status})"
+
+
+class ApiToken(models.Model):
+    """A Bearer token for API clients; only its sha256 is stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Token {self.pk} of {self.user}"

@@ -1,0 +1,158 @@
+"""Submitting a ranking: validate it, map labels back to completions, store it and its pairs."""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from itertools import combinations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from labelapp.models import FLAG_NAMES, Assignment, Comparison, Demonstration, Ranking
+from labelapp.services.assignment import check_open_for_work, own_assignment_for_update
+from labelapp.services.errors import Conflict, InvalidInput
+
+MAX_TIME_SPENT_MS = 24 * 60 * 60 * 1000
+QUALITY_RANGE = range(1, 8)  # InstructGPT's overall quality, 1-7
+
+
+@dataclass(frozen=True)
+class RankingSubmission:
+    """What a labeler sends: labels best -> worst, and optional metadata."""
+
+    ranking: list = field(default_factory=list)
+    flags: dict = field(default_factory=dict)  # {label: [flag, ...]}
+    quality: int | None = None
+    demonstration: str = ""
+    time_spent_ms: int | None = None
+    client_submission_id: str = ""
+
+
+def expand_to_comparisons(order: list[int]) -> list[tuple[int, int]]:
+    """All C(K,2) (chosen, rejected) pairs implied by an order best -> worst."""
+    return list(combinations(order, 2))
+
+
+def _validated(submission: RankingSubmission, labels: list[str]) -> RankingSubmission:
+    """The submission with flags normalized, or InvalidInput naming the first problem."""
+    shown = ", ".join(labels)
+    ranking = submission.ranking
+    if not isinstance(ranking, list) or not all(isinstance(x, str) for x in ranking):
+        raise InvalidInput(f"ranking must be a list of labels ({shown}), best first")
+    unknown = [x for x in ranking if x not in labels]
+    if unknown:
+        raise InvalidInput(f"unknown label {unknown[0]!r}: this task shows {shown}")
+    repeated = sorted({x for x in ranking if ranking.count(x) > 1})
+    if repeated:
+        raise InvalidInput(f"label {repeated[0]} appears more than once in the ranking")
+    missing = [x for x in labels if x not in ranking]
+    if missing:
+        raise InvalidInput(f"the ranking must list all of {shown}; missing {', '.join(missing)}")
+
+    flags = submission.flags if submission.flags is not None else {}
+    if not isinstance(flags, dict):
+        raise InvalidInput("flags must be an object {label: [flag, ...]}")
+    normalized = {}
+    for label, names in flags.items():
+        if label not in labels:
+            raise InvalidInput(f"flags name an unknown label {label!r}")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InvalidInput(f"flags of {label} must be a list of flag names")
+        bad = [n for n in names if n not in FLAG_NAMES]
+        if bad:
+            raise InvalidInput(f"unknown flag {bad[0]!r}; known: {', '.join(sorted(FLAG_NAMES))}")
+        if names:
+            normalized[label] = sorted(set(names))
+
+    quality = submission.quality
+    if quality is not None and (
+        isinstance(quality, bool) or not isinstance(quality, int) or quality not in QUALITY_RANGE
+    ):
+        raise InvalidInput("quality must be an integer from 1 to 7")
+    spent = submission.time_spent_ms
+    if spent is not None and (
+        isinstance(spent, bool) or not isinstance(spent, int) or not 0 <= spent <= MAX_TIME_SPENT_MS
+    ):
+        raise InvalidInput(f"time_spent_ms must be an integer from 0 to {MAX_TIME_SPENT_MS}")
+    demonstration = submission.demonstration or ""
+    if not isinstance(demonstration, str):
+        raise InvalidInput("demonstration must be text")
+    if len(demonstration) > settings.DEMONSTRATION_MAX_CHARS:
+        raise InvalidInput(
+            f"the demonstration is longer than {settings.DEMONSTRATION_MAX_CHARS} characters"
+        )
+    return RankingSubmission(
+        ranking=list(ranking),
+        flags=normalized,
+        quality=quality,
+        demonstration=demonstration.strip(),
+        time_spent_ms=spent,
+        client_submission_id=str(submission.client_submission_id or "")[:100],
+    )
+
+
+def _payload_hash(submission: RankingSubmission) -> str:
+    """Fingerprint of the labeler's decision; time_spent_ms is a measurement, not part of it."""
+    decision = {
+        "ranking": submission.ranking,
+        "flags": submission.flags,
+        "quality": submission.quality,
+        "demonstration": submission.demonstration,
+    }
+    return hashlib.sha256(json.dumps(decision, sort_keys=True).encode()).hexdigest()
+
+
+@transaction.atomic
+def submit_ranking(
+    labeler: AbstractBaseUser, assignment_id: int, submission: RankingSubmission
+) -> tuple[Ranking, bool]:
+    """Store the labeler's ranking of an assignment; return (ranking, created).
+
+    The Ranking, its C(K,2) Comparisons and any Demonstration are written in one transaction.
+    Sending the same decision again returns the stored ranking with created=False; a different
+    one is a Conflict. Nothing is written when anything is wrong.
+    """
+    assignment = own_assignment_for_update(labeler, assignment_id)
+    clean = _validated(submission, assignment.labels())
+    digest = _payload_hash(clean)
+    if assignment.state == Assignment.State.SUBMITTED:
+        ranking = Ranking.objects.get(assignment=assignment)
+        if ranking.payload_hash == digest:
+            return ranking, False
+        raise Conflict("this assignment was already submitted with a different ranking")
+    now = timezone.now()
+    check_open_for_work(assignment, now)
+
+    by_label = dict(zip(assignment.labels(), assignment.order, strict=True))
+    order = [by_label[label] for label in clean.ranking]
+    spent = clean.time_spent_ms
+    if spent is None and assignment.reserved_at is not None:
+        spent = min(int((now - assignment.reserved_at).total_seconds() * 1000), MAX_TIME_SPENT_MS)
+    ranking = Ranking.objects.create(
+        assignment=assignment,
+        labeler=labeler,
+        order=order,
+        labels=clean.ranking,
+        flags={str(by_label[label]): names for label, names in clean.flags.items()},
+        quality=clean.quality,
+        time_spent_ms=spent,
+        payload_hash=digest,
+        client_submission_id=clean.client_submission_id,
+    )
+    Comparison.objects.bulk_create(
+        Comparison(ranking=ranking, chosen_id=chosen, rejected_id=rejected)
+        for chosen, rejected in expand_to_comparisons(order)
+    )
+    if clean.demonstration:
+        Demonstration.objects.create(
+            prompt_id=assignment.prompt_id,
+            labeler=labeler,
+            assignment=assignment,
+            text=clean.demonstration,
+        )
+    assignment.state = Assignment.State.SUBMITTED
+    assignment.completed_at = now
+    assignment.save(update_fields=["state", "completed_at"])
+    return ranking, True

@@ -1,0 +1,118 @@
+"""Labeling rounds: creation, the checked state machine, and assignment slots."""
+
+from django.db import transaction
+from django.db.models import Count, Max, Q
+
+from labelapp.models import Assignment, Completion, LabelingRound, PolicyVersion, Prompt
+from labelapp.services.errors import InvalidTransition
+
+State = LabelingRound.State
+
+# draft -> generating -> labeling -> training -> done; any unfinished state -> failed; failed ->
+# the state it failed from (retry). draft -> labeling is for rounds whose completions were
+# imported rather than generated. done is final.
+TRANSITIONS: dict[str, set[str]] = {
+    State.DRAFT: {State.GENERATING, State.LABELING},
+    State.GENERATING: {State.LABELING},
+    State.LABELING: {State.TRAINING},
+    State.TRAINING: {State.DONE},
+    State.DONE: set(),
+    State.FAILED: set(),  # only back to `failed_from`, see transition()
+}
+
+
+def allowed_transitions(round_: LabelingRound) -> set[str]:
+    """The states this round may move to next."""
+    if round_.state == State.FAILED:
+        return {round_.failed_from} if round_.failed_from else set()
+    if round_.state == State.DONE:
+        return set()
+    return TRANSITIONS[round_.state] | {State.FAILED}
+
+
+@transaction.atomic
+def transition(round_: LabelingRound, to_state: str, error: str = "") -> LabelingRound:
+    """Move a round to `to_state`, or raise InvalidTransition. The only writer of `state`."""
+    locked = LabelingRound.objects.select_for_update().get(pk=round_.pk)
+    if to_state not in allowed_transitions(locked):
+        raise InvalidTransition(
+            f"round {locked.number} cannot go from {locked.state} to {to_state}"
+        )
+    if to_state == State.FAILED:
+        locked.failed_from = locked.state
+        locked.error = error
+    elif locked.state == State.FAILED:
+        locked.failed_from = ""
+        locked.error = ""
+    locked.state = to_state
+    locked.save(update_fields=["state", "failed_from", "error", "updated_at"])
+    round_.refresh_from_db()
+    return round_
+
+
+def next_round_number() -> int:
+    """The number the next round gets."""
+    return (LabelingRound.objects.aggregate(n=Max("number"))["n"] or 0) + 1
+
+
+@transaction.atomic
+def create_round(
+    prompts: list[Prompt],
+    *,
+    k: int = 4,
+    overlap: int = 1,
+    policy_version: PolicyVersion | None = None,
+    config: dict | None = None,
+) -> LabelingRound:
+    """A new draft round over `prompts`."""
+    round_ = LabelingRound.objects.create(
+        number=next_round_number(),
+        k=k,
+        overlap=overlap,
+        policy_version=policy_version,
+        config=config or {},
+    )
+    round_.prompts.set(prompts)
+    return round_
+
+
+@transaction.atomic
+def start_labeling(round_: LabelingRound) -> int:
+    """Open `overlap` slots for every prompt that has its K completions; move to labeling.
+
+    Idempotent: prompts that already have slots get none more. Returns the slots created.
+    """
+    ready = (
+        Completion.objects.filter(round=round_)
+        .values("prompt_id")
+        .annotate(n=Count("id"))
+        .filter(n__gte=round_.k)
+        .values_list("prompt_id", flat=True)
+    )
+    have_slots = set(
+        Assignment.objects.filter(round=round_).values_list("prompt_id", flat=True).distinct()
+    )
+    slots = [
+        Assignment(round=round_, prompt_id=prompt_id)
+        for prompt_id in sorted(set(ready) - have_slots)
+        for _ in range(round_.overlap)
+    ]
+    Assignment.objects.bulk_create(slots)
+    if round_.state != State.LABELING:
+        transition(round_, State.LABELING)
+    return len(slots)
+
+
+def round_progress(round_: LabelingRound) -> dict:
+    """Counts of the round's assignments by state, and the share done."""
+    counts = Assignment.objects.filter(round=round_).aggregate(
+        total=Count(
+            "id", filter=~Q(state__in=[Assignment.State.EXPIRED, Assignment.State.SKIPPED])
+        ),
+        submitted=Count("id", filter=Q(state=Assignment.State.SUBMITTED)),
+        reserved=Count("id", filter=Q(state=Assignment.State.RESERVED)),
+        open=Count("id", filter=Q(state=Assignment.State.OPEN)),
+        skipped=Count("id", filter=Q(state=Assignment.State.SKIPPED)),
+    )
+    counts["progress"] = counts["submitted"] / counts["total"] if counts["total"] else 0.0
+    return counts

@@ -1,0 +1,130 @@
+"""The labeler's pages: the task page, and the posts it makes (rank, skip)."""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from labelapp.access import is_admin, is_labeler
+from labelapp.forms import RankingForm, SkipForm
+from labelapp.models import FLAG_CHOICES, Assignment, Completion
+from labelapp.services.assignment import assign_next, done_in_round, skip_assignment
+from labelapp.services.errors import NotFound, ServiceError
+from labelapp.services.ranking import submit_ranking
+
+
+def labeler_required(view):
+    """Login required (redirect to login), then the labelers group (403)."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not is_labeler(request.user):
+            raise PermissionDenied("only labelers may label")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """Labelers land on their next task; admins who do not label land on the admin."""
+    if is_admin(request.user) and not is_labeler(request.user):
+        return redirect("admin:index")
+    return redirect("label:task")
+
+
+def _render_task(
+    request: HttpRequest,
+    assignment: Assignment,
+    form: RankingForm | None = None,
+    error: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    texts = dict(Completion.objects.filter(pk__in=assignment.order).values_list("id", "text"))
+    labels = assignment.labels()
+    form = form or RankingForm(labels=labels)
+    cards = [
+        {"label": label, "text": texts[cid], "flags": form.flag_field(label)}
+        for label, cid in zip(labels, assignment.order, strict=True)
+    ]
+    context = {
+        "assignment": assignment,
+        "round": assignment.round,
+        "cards": cards,
+        "form": form,
+        "error": error,
+        "done": done_in_round(request.user, assignment.round),
+        "flag_choices": FLAG_CHOICES,
+    }
+    return render(request, "label/task.html", context, status=status)
+
+
+@labeler_required
+@require_GET
+def task(request: HttpRequest) -> HttpResponse:
+    """The next task (the same one on reload until it is submitted or skipped)."""
+    assignment = assign_next(request.user)
+    if assignment is None:
+        return render(request, "label/no_work.html")
+    return _render_task(request, assignment)
+
+
+def _own_assignment(request: HttpRequest, assignment_id: int) -> Assignment | None:
+    return (
+        Assignment.objects.select_related("round", "prompt")
+        .filter(pk=assignment_id, labeler=request.user)
+        .first()
+    )
+
+
+def _refused(
+    request: HttpRequest,
+    assignment: Assignment | None,
+    error: ServiceError,
+    form: RankingForm | None = None,
+) -> HttpResponse:
+    """Show why nothing was saved: on the task page while it is still open, else alone."""
+    if assignment is not None:
+        assignment.refresh_from_db()
+    if assignment is None or assignment.state != Assignment.State.RESERVED:
+        return render(request, "label/refused.html", {"error": error.detail}, status=error.status)
+    return _render_task(request, assignment, form, error.detail, error.status)
+
+
+@labeler_required
+@require_POST
+def rank(request: HttpRequest, assignment_id: int) -> HttpResponse:
+    """Submit a ranking from the task page's form, then go to the next task."""
+    assignment = _own_assignment(request, assignment_id)
+    if assignment is None:
+        return _refused(request, None, NotFound(f"assignment {assignment_id} not found"))
+    form = RankingForm(request.POST, labels=assignment.labels())
+    if not form.is_valid():
+        error = "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
+        return _render_task(request, assignment, form, error, status=422)
+    try:
+        _, created = submit_ranking(request.user, assignment_id, form.submission())
+    except ServiceError as exc:
+        return _refused(request, assignment, exc, form)
+    messages.success(request, "Ranking saved." if created else "Ranking was already saved.")
+    return redirect("label:task")
+
+
+@labeler_required
+@require_POST
+def skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
+    """Skip the task with a reason, then go to the next one."""
+    form = SkipForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        skip_assignment(request.user, assignment_id, reason)
+    except ServiceError as exc:
+        return _refused(request, _own_assignment(request, assignment_id), exc)
+    messages.info(request, "Skipped.")
+    return redirect("label:task")
