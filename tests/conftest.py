@@ -14,7 +14,7 @@ PASSWORD = "correct horse battery staple"
 def make_user(username: str, group: str | None = None) -> User:
     user = User.objects.create_user(username, password=PASSWORD)
     if group:
-        user.groups.add(Group.objects.get(name=group))
+        user.groups.add(Group.objects.get_or_create(name=group)[0])
     return user
 
 

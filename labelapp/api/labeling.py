@@ -1,7 +1,7 @@
 """Labeler endpoints: next task, submit a ranking, skip."""
 
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Router, Status
 
 from labelapp.api.auth import require_labeler
 from labelapp.api.schemas import Detail, RankingIn, RankingOut, SkipIn, SkipOut, TaskOut
@@ -33,8 +33,8 @@ def next_task(request: HttpRequest):
     """The labeler's next assignment (the same one again until it is submitted or skipped)."""
     assignment = assign_next(require_labeler(request))
     if assignment is None:
-        return 204, None
-    return 200, task_payload(assignment)
+        return Status(204, None)
+    return Status(200, task_payload(assignment))
 
 
 @router.post(
@@ -46,7 +46,7 @@ def post_ranking(request: HttpRequest, assignment_id: int, body: RankingIn):
     submission = RankingSubmission(**body.dict())
     ranking, created = submit_ranking(require_labeler(request), assignment_id, submission)
     payload = {"ranking_id": ranking.pk, "comparisons": ranking.comparisons.count()}
-    return (201 if created else 200), payload
+    return Status((201 if created else 200), payload)
 
 
 @router.post(
@@ -56,4 +56,4 @@ def post_ranking(request: HttpRequest, assignment_id: int, body: RankingIn):
 def post_skip(request: HttpRequest, assignment_id: int, body: SkipIn):
     """Give the assignment back with a reason; it goes to another labeler."""
     assignment = skip_assignment(require_labeler(request), assignment_id, body.reason)
-    return 200, {"assignment_id": assignment.pk, "state": assignment.state}
+    return Status(200, {"assignment_id": assignment.pk, "state": assignment.state})

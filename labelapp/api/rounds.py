@@ -3,7 +3,7 @@
 from django.db.models import Count
 from django.http import HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from ninja import Router
+from ninja import Router, Status
 
 from labelapp.api.auth import require_admin
 from labelapp.api.schemas import Detail, RoundOut, TrainIn, TrainingRunOut, TrainOut
@@ -46,14 +46,14 @@ def _rounds():
 def list_rounds(request: HttpRequest):
     """All rounds, newest first."""
     require_admin(request)
-    return 200, [round_payload(r) for r in _rounds().order_by("-number")]
+    return Status(200, [round_payload(r) for r in _rounds().order_by("-number")])
 
 
 @router.get("/rounds/{round_id}", response={200: RoundOut, **ERRORS})
 def get_round(request: HttpRequest, round_id: int):
     """One round."""
     require_admin(request)
-    return 200, round_payload(get_object_or_404(_rounds(), pk=round_id))
+    return Status(200, round_payload(get_object_or_404(_rounds(), pk=round_id)))
 
 
 @router.post("/rounds/{round_id}/train", response={202: TrainOut, 409: Detail, **ERRORS})
@@ -62,7 +62,7 @@ def train_round(request: HttpRequest, round_id: int, body: TrainIn):
     user = require_admin(request)
     round_ = get_object_or_404(LabelingRound, pk=round_id)
     run = start_training(round_, body.method, dict(body.model_extra or {}), user)
-    return 202, {"training_run_id": run.pk}
+    return Status(202, {"training_run_id": run.pk})
 
 
 @router.get("/training-runs/{run_id}", response={200: TrainingRunOut, **ERRORS})
@@ -70,11 +70,10 @@ def get_training_run(request: HttpRequest, run_id: int):
     """A training run's status, progress and metrics."""
     require_admin(request)
     run = get_object_or_404(TrainingRun.objects.select_related("round"), pk=run_id)
-    return 200, {
-        **{f: getattr(run, f) for f in ("id", "kind", "status", "progress", "metrics", "error")},
-        **{f: getattr(run, f) for f in ("created_at", "started_at", "finished_at")},
-        "round": run.round.number,
-    }
+    fields = ("id", "kind", "status", "progress", "metrics", "error")
+    times = ("created_at", "started_at", "finished_at")
+    payload = {f: getattr(run, f) for f in fields + times}
+    return Status(200, {**payload, "round": run.round.number})
 
 
 @router.get("/rounds/{round_id}/export", response={200: None, 422: Detail, **ERRORS})

@@ -3,6 +3,7 @@
 from datetime import datetime
 
 from ninja import Field, Schema
+from pydantic import BaseModel, ConfigDict
 
 
 class PromptOut(Schema):
@@ -64,10 +65,10 @@ class RoundOut(Schema):
     agreement: float | None = Field(None, description="Pairwise agreement on overlapped prompts.")
 
 
-class TrainIn(Schema):
+class TrainIn(BaseModel):
     """`method` plus any hyperparameters of that method, at the top level."""
 
-    model_config = {"extra": "allow"}
+    model_config = ConfigDict(extra="allow")  # a plain model: ninja's Schema drops extras
 
     method: str = Field("ppo", description="ppo, rloo, grpo or dpo.")
 
