@@ -1,0 +1,18 @@
+# The web image: Django + gunicorn + whitenoise, no torch (ARCHITECTURE.md, "Deployment").
+FROM python:3.11.14-slim-bookworm AS web
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN useradd --create-home --uid 1000 app
+WORKDIR /app
+
+# Dependencies first, so a code change does not reinstall them.
+COPY pyproject.toml README.md ./
+RUN mkdir -p labelapp rlhf_worker && touch labelapp/__init__.py rlhf_worker/__init__.py \
+    && pip install . && pip uninstall -y rlhf-labelapp
+
+COPY --chown=app:app . .
+RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput
+
+USER app
+EXPOSE 8000
+CMD ["gunicorn", "labelapp.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

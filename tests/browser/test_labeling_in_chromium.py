@@ -1,0 +1,78 @@
+"""A labeler in a real browser: log in, rank by keyboard, rank by drag and drop."""
+
+import pytest
+
+from labelapp.models import Completion, Ranking
+from tests.conftest import PASSWORD, make_round, make_user
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+HOSTILE = "<img src=x onerror=alert('xss')><script>alert('xss')</script>"
+
+
+@pytest.fixture
+def logged_in(page, live_server):
+    round_ = make_round(n_prompts=3)
+    Completion.objects.filter(round=round_).update(text=HOSTILE + " answer")
+    make_user("alice", "labelers")
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(live_server.url + "/label/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/label/")
+    yield page
+    assert dialogs == [], "a script from a completion ran"
+
+
+def ranked_labels(page):
+    return page.locator("#order li.ranked strong").all_inner_texts()
+
+
+def test_rank_by_keyboard_submit_and_see_the_next_task(logged_in, tmp_path):
+    page = logged_in
+    first = page.get_attribute("#task", "data-assignment")
+    assert page.locator(".card").count() == 4
+    assert HOSTILE in page.inner_text("#card-A .text")  # shown as text, not run
+    for key in "cadb":
+        page.keyboard.press(key)
+    page.keyboard.press("Backspace")
+    page.keyboard.press("b")
+    assert ranked_labels(page) == ["C", "A", "D", "B"]
+    assert page.inner_text("[data-badge=C]") == "#1"
+    page.screenshot(path=str(tmp_path / "keyboard-ranked.png"), full_page=True)
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".messages")
+    assert "Ranking saved." in page.inner_text(".messages")
+    assert page.get_attribute("#task", "data-assignment") != first
+    assert page.inner_text("#done-count") == "1"
+    ranking = Ranking.objects.get()
+    assert ranking.labels == ["C", "A", "D", "B"]
+    assert ranking.time_spent_ms > 0
+    page.screenshot(path=str(tmp_path / "next-task.png"), full_page=True)
+    assert (tmp_path / "next-task.png").stat().st_size > 10_000
+
+
+def test_rank_by_drag_and_drop(logged_in, tmp_path):
+    page = logged_in
+    for label in "BADC":
+        page.drag_and_drop(f"#card-{label}", "#order li.slot >> nth=0")
+    assert ranked_labels(page) == ["B", "A", "D", "C"]
+    page.drag_and_drop("#order li[data-label=C]", "#order li >> nth=0")  # C to the top
+    assert ranked_labels(page) == ["C", "B", "A", "D"]
+    page.screenshot(path=str(tmp_path / "dragged.png"), full_page=True)
+    page.click("#submit")
+    page.wait_for_selector(".messages")
+    assert Ranking.objects.get().labels == ["C", "B", "A", "D"]
+
+
+def test_a_half_done_ranking_survives_a_reload(logged_in):
+    page = logged_in
+    assert page.is_disabled("#submit")
+    page.keyboard.press("b")
+    page.keyboard.press("a")
+    page.reload()
+    assert ranked_labels(page) == ["B", "A"]
+    page.keyboard.press("Enter")  # incomplete: nothing is sent
+    assert Ranking.objects.count() == 0
