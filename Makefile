@@ -12,14 +12,19 @@ PORT ?= 8000
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install -e ".[dev]"
+	$(PIP) install torch==2.13.0  # first: a looser pin elsewhere would pull a CUDA build
+	$(PIP) install -e ".[worker,dev]"
 	touch $@
 
 demo: $(VENV)/.installed
 	$(PY) manage.py migrate
+	$(PY) manage.py bootstrap_model
 	$(PY) manage.py seed_demo
 	@echo
-	@echo "Open http://$(HOST):$(PORT)/ and log in with a login above. Ctrl-C stops the server."
+	@echo "Open http://$(HOST):$(PORT)/ and log in with a login above. A Celery worker runs beside"
+	@echo "the site (Redis at $${REDIS_URL:-redis://127.0.0.1:6379/0}). Ctrl-C stops both."
+	@$(PY) manage.py run_worker --loglevel=WARNING & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 # Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
@@ -37,10 +42,11 @@ format: $(VENV)/.installed
 test-sqlite: $(VENV)/.installed browser-deps
 	env -u DATABASE_URL $(PY) -m pytest
 
-# The same suite on the real PostgreSQL service, when it answers (plus the concurrency tests).
+# The database tests again on the real PostgreSQL service, when it answers, plus what needs it:
+# the concurrency tests and the end-to-end tests with real Celery workers on Redis.
 test-postgres: $(VENV)/.installed
 	@if $(PY) -c "import psycopg; psycopg.connect('$(PG_URL)', connect_timeout=3).close()" 2>/dev/null; then \
-		DATABASE_URL=$(PG_URL) $(PY) -m pytest -m "not browser"; \
+		DATABASE_URL=$(PG_URL) $(PY) -m pytest -m "not browser" tests/labelapp tests/e2e; \
 	else \
 		echo "PostgreSQL at $(PG_URL) does not answer: skipping the PostgreSQL run"; \
 	fi

@@ -1,8 +1,10 @@
 """Django admin for the raw data. Rankings and comparisons are read-only: they are evidence."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from labelapp import models
+from labelapp.services.errors import ServiceError
+from labelapp.services.training import make_current, retry_run, start_training
 
 
 @admin.register(models.Prompt)
@@ -19,7 +21,16 @@ class PromptAdmin(admin.ModelAdmin):
 @admin.register(models.PolicyVersion)
 class PolicyVersionAdmin(admin.ModelAdmin):
     list_display = ("number", "parent", "method", "is_current", "created_at")
-    readonly_fields = ("is_current",)  # change it with the rollback action (closed-loop work)
+    readonly_fields = ("is_current",)  # changed only by the action below
+    actions = ["make_current_version"]
+
+    @admin.action(description="Make this version current (rollback)")
+    def make_current_version(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one version.", messages.ERROR)
+            return
+        version = make_current(queryset.get())
+        self.message_user(request, f"v{version.number} is now the current policy.")
 
 
 @admin.register(models.RewardModelVersion)
@@ -33,6 +44,23 @@ class LabelingRoundAdmin(admin.ModelAdmin):
     list_filter = ("state",)
     readonly_fields = ("state", "failed_from", "error")  # only services.rounds.transition moves it
     filter_horizontal = ("prompts",)
+    actions = ["train_with_ppo", "train_with_dpo"]
+
+    def _train(self, request, queryset, method: str) -> None:
+        for round_ in queryset:
+            try:
+                run = start_training(round_, method, {}, request.user)
+                self.message_user(request, f"Round {round_.number}: {method} run {run.pk} queued.")
+            except ServiceError as exc:
+                self.message_user(request, f"Round {round_.number}: {exc.detail}", messages.ERROR)
+
+    @admin.action(description="Train with PPO (reward model, then PPO, then the next round)")
+    def train_with_ppo(self, request, queryset):
+        self._train(request, queryset, "ppo")
+
+    @admin.action(description="Train with DPO (then the next round)")
+    def train_with_dpo(self, request, queryset):
+        self._train(request, queryset, "dpo")
 
 
 @admin.register(models.Completion)
@@ -97,8 +125,18 @@ class DemonstrationAdmin(admin.ModelAdmin):
 
 @admin.register(models.TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "round", "kind", "status", "progress", "created_at")
+    list_display = ("id", "round", "kind", "status", "progress", "attempts", "created_at")
     list_filter = ("status", "kind")
+    actions = ["retry"]
+
+    @admin.action(description="Retry the failed step")
+    def retry(self, request, queryset):
+        for run in queryset:
+            try:
+                retry_run(run)
+                self.message_user(request, f"Run {run.pk} queued again.")
+            except ServiceError as exc:
+                self.message_user(request, exc.detail, messages.ERROR)
 
 
 @admin.register(models.ApiToken)

@@ -15,7 +15,8 @@ def celery_app() -> Celery:
     """A Celery app that only sends (created lazily, so tests without a broker never connect)."""
     global _app
     if _app is None:
-        _app = Celery("labelapp", broker=settings.CELERY_BROKER_URL)
+        _app = Celery("labelapp")
+        _app.config_from_object(settings, namespace="CELERY")
     return _app
 
 

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "labelapp",
+    "rlhf_worker",  # management commands only (bootstrap_model, run_worker); no torch on import
 ]
 
 MIDDLEWARE = [
@@ -186,6 +187,19 @@ SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
 # Celery (the web process only sends tasks by name; rlhf_worker consumes them).
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+CELERY_TASK_ACKS_LATE = True  # a task is acknowledged when it finishes, not when it starts
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # a worker killed mid-task: the task is re-delivered
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # a training job never waits behind another on one worker
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"rlhf_worker.tasks.run_step": {"queue": "gpu"}}
+# Redis re-delivers an unacknowledged task after this many seconds: above the longest job.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 12 * 3600)
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A running step writes a heartbeat; one silent for this long is taken over by a re-delivery.
+TRAINING_STALE_SECONDS = envint("TRAINING_STALE_SECONDS", 300)
 ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR", BASE_DIR / "artifacts"))
 BASE_MODEL = os.environ.get("BASE_MODEL", str(ARTIFACTS_DIR / "base-model"))
 

@@ -92,7 +92,8 @@ def test_train_needs_rankings_then_queues_a_run(admin_user, labeler, labeling_ro
     response = call(client, "post", url, {"method": "dpo", "beta": 0.1})
     assert response.status_code == 202
     run = TrainingRun.objects.get(pk=response.json()["training_run_id"])
-    assert run.status == "queued" and run.config == {"method": "dpo", "beta": 0.1}
+    assert run.status == "queued" and run.kind == "reward"
+    assert run.config == {"method": "dpo", "hyperparameters": {"beta": 0.1}}
     labeling_round.refresh_from_db()
     assert labeling_round.state == "training"
     status = client.get(f"/api/v1/training-runs/{run.pk}").json()

@@ -1,0 +1,146 @@
+"""One function per step kind: read the rows it needs, call rlhf_worker.training, return results.
+
+The database writes of a step's result happen in labelapp.services.training.complete_run.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+
+from labelapp.models import Comparison, Completion, Demonstration, Ranking, RewardModelVersion
+from labelapp.models import TrainingRun as Run
+from labelapp.services.training import policy_dir, report_progress, save_generated
+from rlhf_worker.training.dpo import DPOSettings, train_dpo
+from rlhf_worker.training.generate import GenerationConfig, generate_completions
+from rlhf_worker.training.ppo import PPOConfig, train_ppo
+from rlhf_worker.training.reward import RewardConfig, train_reward_model
+from rlhf_worker.training.sft import SFTConfig, sft_model_dir
+
+
+def artifact_dir(kind: str, run: Run) -> Path:
+    """The one place model directories are named: ARTIFACTS_DIR/<kind>/run-<id>."""
+    return Path(settings.ARTIFACTS_DIR) / kind / f"run-{run.pk}"
+
+
+def config_from(cls, values: dict):
+    """A training config dataclass from user-given values; unknown names are an error."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} settings: {', '.join(unknown)}")
+    return cls(**values)
+
+
+def progress_of(run: Run) -> Callable[[int, int, dict], None]:
+    """A training callback that writes progress, heartbeat and per-step metrics to the run."""
+
+    def on_step(step: int, total: int, metrics: dict) -> None:
+        report_progress(run.pk, step / max(total, 1), {"step": step, **metrics})
+
+    return on_step
+
+
+def _hyperparameters(run: Run) -> dict:
+    return dict(run.config.get("hyperparameters", {}))
+
+
+def _start_policy(run: Run) -> str:
+    return run.config.get("start_policy_dir") or policy_dir(run.round.policy_version)
+
+
+def _summary(metrics: dict) -> dict:
+    """Metrics without the per-step list (that is already on the run, step by step)."""
+    return {k: v for k, v in metrics.items() if k != "steps"}
+
+
+def ranked_examples(round_number: int) -> list[tuple[str, list[str]]]:
+    """Every ranking up to this round as (prompt, completions best -> worst), held-out excluded."""
+    rankings = Ranking.objects.filter(
+        assignment__round__number__lte=round_number, assignment__prompt__held_out=False
+    ).values_list("assignment__prompt__text", "order")
+    rows = list(rankings)
+    ids = {cid for _, order in rows for cid in order}
+    texts = dict(Completion.objects.filter(pk__in=ids).values_list("id", "text"))
+    return [(prompt, [texts[cid] for cid in order]) for prompt, order in rows]
+
+
+def reward_step(run: Run) -> dict:
+    """Train a reward model on all rankings so far, from the round's policy."""
+    hp = _hyperparameters(run)
+    config = config_from(RewardConfig, hp.pop("reward", {}))
+    out = artifact_dir("reward", run)
+    metrics = train_reward_model(
+        policy_dir(run.round.policy_version),
+        ranked_examples(run.round.number),
+        out,
+        config,
+        progress_of(run),
+    )
+    return {"artifact_path": str(out), "metrics": _summary(metrics)}
+
+
+def sft_step(run: Run) -> dict:
+    """Fine-tune the round's policy on the labelers' demonstrations (InstructGPT step 1)."""
+    demos = Demonstration.objects.filter(assignment__round=run.round).values_list(
+        "prompt__text", "text"
+    )
+    out = artifact_dir("sft", run)
+    config = config_from(SFTConfig, _hyperparameters(run).get("sft", {}))
+    metrics = sft_model_dir(_start_policy(run), list(demos), out, config, progress_of(run))
+    return {"artifact_path": str(out), "metrics": _summary(metrics)}
+
+
+def ppo_step(run: Run) -> dict:
+    """PPO against the round's new reward model, with a KL penalty to the starting policy."""
+    hp = {k: v for k, v in _hyperparameters(run).items() if k not in ("reward", "sft")}
+    reward_model = RewardModelVersion.objects.get(pk=run.config["reward_model_id"])
+    prompts = list(run.round.prompts.filter(held_out=False).values_list("text", flat=True))
+    out = artifact_dir("policy", run)
+    metrics = train_ppo(
+        _start_policy(run),
+        reward_model.artifact_path,
+        prompts,
+        out,
+        config_from(PPOConfig, hp),
+        on_step=progress_of(run),
+    )
+    return {"artifact_path": str(out), "metrics": _summary(metrics)}
+
+
+def dpo_step(run: Run) -> dict:
+    """DPO on every comparison so far."""
+    hp = {k: v for k, v in _hyperparameters(run).items() if k not in ("reward", "sft")}
+    pairs = Comparison.objects.filter(
+        ranking__assignment__round__number__lte=run.round.number,
+        ranking__assignment__prompt__held_out=False,
+    ).values_list("ranking__assignment__prompt__text", "chosen__text", "rejected__text")
+    out = artifact_dir("policy", run)
+    metrics = train_dpo(
+        _start_policy(run), list(pairs), out, config_from(DPOSettings, hp), progress_of(run)
+    )
+    return {"artifact_path": str(out), "metrics": metrics}
+
+
+def generate_step(run: Run) -> dict:
+    """Sample K completions per prompt of the round from its policy version."""
+    round_ = run.round
+    prompts = list(round_.prompts.order_by("id").values_list("id", "text"))
+    config = config_from(GenerationConfig, {**run.config, "k": round_.k})
+    outputs = generate_completions(
+        policy_dir(round_.policy_version), [text for _, text in prompts], config
+    )
+    stored = save_generated(
+        run, [(pid, samples) for (pid, _), samples in zip(prompts, outputs, strict=True)]
+    )
+    return {"metrics": {"completions": stored, "prompts": len(prompts)}}
+
+
+STEPS: dict[str, Callable[[Run], dict]] = {
+    Run.Kind.REWARD: reward_step,
+    Run.Kind.SFT: sft_step,
+    Run.Kind.PPO: ppo_step,
+    Run.Kind.DPO: dpo_step,
+    Run.Kind.GENERATE: generate_step,
+}

@@ -1,0 +1,39 @@
+"""Celery tasks: thin. Claim the run, hand it to its step, record the result."""
+
+import logging
+import traceback
+
+from celery import Task
+from django.db import InterfaceError, OperationalError
+
+from labelapp.services.training import claim_run, complete_run, fail_run
+from rlhf_worker.celery import app
+
+log = logging.getLogger(__name__)
+
+
+class StepTask(Task):
+    """Marks the run and its round failed when a step gives up (after its retries)."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        fail_run(args[0], "".join(traceback.format_exception(exc)))
+
+
+@app.task(
+    base=StepTask,
+    name="rlhf_worker.tasks.run_step",
+    autoretry_for=(OperationalError, InterfaceError, ConnectionError),
+    retry_backoff=True,
+    max_retries=3,
+)
+def run_step(run_id: int) -> str:
+    """Run one step of a round's training chain (idempotent: a finished run is left alone)."""
+    from rlhf_worker.steps import STEPS  # imports torch: only in the worker, only when needed
+
+    run = claim_run(run_id)
+    if run is None:
+        log.info("run %s is finished or taken by a live worker; nothing to do", run_id)
+        return "skipped"
+    result = STEPS[run.kind](run)
+    complete_run(run, result)
+    return "done"

@@ -1,0 +1,83 @@
+"""Model directories: written atomically, loaded from safetensors only.
+
+A model is saved to a temporary sibling directory and renamed into place, so a reader (or a
+re-delivered task) never sees a half-written model; a directory that exists is complete.
+"""
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+
+def pick_device() -> torch.device:
+    """The GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def atomic_write_dir(out_dir: str | Path, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp_dir)` and rename tmp_dir to `out_dir`. If `out_dir` exists, do nothing.
+
+    Idempotent by design: a re-run of a finished step finds its output and keeps it.
+    """
+    out = Path(out_dir)
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write(tmp)
+        os.replace(tmp, out)  # atomic on one filesystem; fails if another writer won the race
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not out.exists():
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def save_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path
+) -> Path:
+    """save_pretrained (safetensors) of model and tokenizer, atomically."""
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    return atomic_write_dir(out_dir, write)
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer saved with a model (a hub id works too, where a hub is reachable)."""
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def load_causal_lm(
+    path: str | Path, device: torch.device | None = None, dtype: torch.dtype | None = None
+) -> PreTrainedModel:
+    """A causal LM from a local directory or hub id; weights from safetensors only, never pickle."""
+    model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True, dtype=dtype)
+    return model.to(device or pick_device())
+
+
+def load_reward_model(
+    path: str | Path, device: torch.device | None = None, dtype: torch.dtype | None = None
+) -> PreTrainedModel:
+    """A scalar reward model (sequence classification, one label), safetensors only."""
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(path), num_labels=1, use_safetensors=True, dtype=dtype
+    )
+    return model.to(device or pick_device())

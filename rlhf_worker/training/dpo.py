@@ -1,0 +1,109 @@
+"""DPO (Rafailov et al. 2023) on the labelers' comparisons, with TRL's DPOTrainer.
+
+The cheap alternative to reward model + PPO: the policy learns from (prompt, chosen, rejected)
+directly, against a frozen copy of itself as the reference.
+"""
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import DPOConfig, DPOTrainer
+
+from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, save_model
+from rlhf_worker.training.format import format_prompt
+
+# One comparison: (prompt, chosen completion, rejected completion).
+Pair = tuple[str, str, str]
+
+
+@dataclass
+class DPOSettings:
+    epochs: int = field(default=1, metadata={"help": "Passes over the comparisons."})
+    batch_size: int = field(default=8, metadata={"help": "Comparisons per step."})
+    learning_rate: float = field(default=5e-6, metadata={"help": "AdamW learning rate."})
+    beta: float = field(
+        default=0.1, metadata={"help": "Strength of the implicit KL to the reference policy."}
+    )
+    max_length: int = field(
+        default=512, metadata={"help": "Tokens of prompt+completion; longer ones are truncated."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of data order."})
+
+
+class _StepReporter(TrainerCallback):
+    def __init__(self, on_step: Callable[[int, int, dict], None]) -> None:
+        self.on_step = on_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            metrics = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
+            self.on_step(state.global_step, state.max_steps, {"step": state.global_step, **metrics})
+
+
+def train_dpo(
+    policy_dir: str | Path,
+    pairs: list[Pair],
+    out_dir: str | Path,
+    settings: DPOSettings,
+    on_step: Callable[[int, int, dict], None] | None = None,
+) -> dict:
+    """Fine-tune the policy in `policy_dir` with DPO on `pairs`; save it to `out_dir`."""
+    started = time.monotonic()
+    if not pairs:
+        raise ValueError("DPO needs at least one comparison")
+    tokenizer = load_tokenizer(policy_dir)
+    model = load_causal_lm(policy_dir, device=torch.device("cpu"))
+    dataset = Dataset.from_list(
+        [
+            {
+                "prompt": format_prompt(p),
+                "chosen": c + tokenizer.eos_token,
+                "rejected": r + tokenizer.eos_token,
+            }
+            for p, c, r in pairs
+        ]
+    )
+    use_cuda = torch.cuda.is_available()
+    with tempfile.TemporaryDirectory() as scratch:
+        args = DPOConfig(
+            output_dir=scratch,
+            num_train_epochs=settings.epochs,
+            per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            beta=settings.beta,
+            max_length=settings.max_length,
+            seed=settings.seed,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            # TRL defaults to bf16 and activation checkpointing; both only make sense on a GPU.
+            bf16=use_cuda,
+            activation_checkpointing=False,
+            use_cpu=not use_cuda,
+            disable_tqdm=True,
+        )
+        trainer = DPOTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[_StepReporter(on_step)] if on_step else [],
+        )
+        result = trainer.train()
+        history = [h for h in trainer.state.log_history if "loss" in h]
+    save_model(trainer.model, tokenizer, out_dir)
+    return {
+        "settings": asdict(settings),
+        "pairs": len(pairs),
+        "train_loss": float(result.training_loss),
+        "loss_first": history[0]["loss"] if history else None,
+        "loss_last": history[-1]["loss"] if history else None,
+        "reward_accuracy_last": history[-1].get("rewards/accuracies") if history else None,
+        "seconds": time.monotonic() - started,
+    }

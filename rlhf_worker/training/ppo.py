@@ -1,0 +1,374 @@
+"""PPO against a reward model, InstructGPT's third step, in one file.
+
+TRL removed its PPOTrainer, so this is ours. The formulation follows InstructGPT (Ouyang et al.
+2022) and TRL's PPOTrainer (v0.12 - v1.12):
+
+- Rollout: the policy samples a response for each prompt; everything after the first EOS is
+  masked out. The frozen reward model scores (prompt, response); answers that never end lose
+  `missing_eos_penalty`.
+- Reward per response token: -kl_coef * (log π(a|s) - log π_ref(a|s)), plus the score on the
+  last token. The per-token KL to the round's starting policy keeps the policy from drifting
+  into text that merely fools the reward model.
+- A critic (the reward model's backbone and score head, read at every position) gives a value
+  per token; GAE turns rewards and values into advantages and returns.
+- `ppo_epochs` passes over shuffled minibatches minimise the clipped surrogate loss plus
+  `vf_coef` times the clipped value loss.
+
+Shapes: B is the number of rollouts, P the (left-padded) prompt length, T the response length.
+Position t of the response is predicted from position P - 1 + t of the full sequence.
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import GenerationConfig, PreTrainedModel
+
+from rlhf_worker.training.artifacts import (
+    load_causal_lm,
+    load_reward_model,
+    load_tokenizer,
+    pick_device,
+    save_model,
+)
+from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.reward import score_completions
+
+RewardFn = Callable[[list[str], list[str]], list[float]]
+
+
+@dataclass
+class PPOConfig:
+    steps: int = field(
+        default=8, metadata={"help": "PPO iterations: one rollout batch + ppo_epochs of updates."}
+    )
+    batch_size: int = field(default=8, metadata={"help": "Prompts (rollouts) per step."})
+    mini_batch_size: int = field(default=4, metadata={"help": "Rollouts per gradient update."})
+    ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout batch."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW step size."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient norm clip."})
+    max_prompt_length: int = field(
+        default=256, metadata={"help": "Formatted prompts keep at most their last N tokens."}
+    )
+    max_new_tokens: int = field(default=32, metadata={"help": "Longest sampled response."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    kl_coef: float = field(
+        default=0.05, metadata={"help": "Per-token KL penalty to the reference policy."}
+    )
+    cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip, 1 ± this."})
+    cliprange_value: float = field(
+        default=0.2, metadata={"help": "How far a value may move from its rollout value."}
+    )
+    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
+    gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
+    missing_eos_penalty: float = field(
+        default=1.0,
+        metadata={"help": "Subtracted from the score of responses with no EOS in max_new_tokens."},
+    )
+    whiten_advantages: bool = field(
+        default=True, metadata={"help": "Normalise advantages to mean 0, std 1 per batch."}
+    )
+    reward_batch_size: int = field(default=16, metadata={"help": "Batch size for scoring."})
+    seed: int = field(default=0, metadata={"help": "Seed of prompt order, sampling and init."})
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _masked_whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mean = _masked_mean(x, mask)
+    var = _masked_mean((x - mean) ** 2, mask)
+    n = mask.sum()
+    if n > 1:
+        var = var * n / (n - 1)  # unbiased, as TRL
+    return (x - mean) * torch.rsqrt(var + 1e-8) * mask
+
+
+def compute_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over [B, T] tensors; returns (advantages, returns).
+
+    mask is 1 on response tokens and 0 on padding after the response. Padding carries neither
+    reward nor value, so the value after the last real token is 0 (the episode ends there).
+    Both outputs are 0 on padding.
+    """
+    mask = mask.to(rewards.dtype)
+    rewards, values = rewards * mask, values * mask
+    T = rewards.shape[1]
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(T)):
+        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = delta + gamma * lam * last
+        advantages[:, t] = last
+    advantages = advantages * mask
+    return advantages, advantages + values
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate, mean over masked tokens, and the fraction of clipped tokens.
+
+    All inputs are [B, T]. The loss is the larger (pessimistic) of -A·r and -A·clip(r), with
+    r = π/π_old; a token counts as clipped when the clipped term is the one taken.
+    """
+    mask = mask.to(logprobs.dtype)
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    loss = _masked_mean(torch.max(unclipped, clipped), mask)
+    clip_fraction = _masked_mean((clipped > unclipped).to(logprobs.dtype), mask)
+    return loss, clip_fraction
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange_value: float,
+) -> torch.Tensor:
+    """Clipped value loss: 0.5 * masked mean of max((v - R)², (clip(v, v_old ± c) - R)²)."""
+    mask = mask.to(values.dtype)
+    clipped = torch.clamp(values, old_values - cliprange_value, old_values + cliprange_value)
+    losses = torch.max((values - returns) ** 2, (clipped - returns) ** 2)
+    return 0.5 * _masked_mean(losses, mask)
+
+
+def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    # Left padding shifts the prompt right; positions must count real tokens only, as generate
+    # does, or the forward pass would not compute the distribution the tokens were sampled from.
+    return (attention_mask.cumsum(1) - 1).clamp(min=0)
+
+
+def _policy_logits(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prompt_len: int,
+    temperature: float,
+) -> torch.Tensor:
+    """[B, T, V] logits of the response tokens, tempered like the sampling distribution."""
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=_position_ids(attention_mask),
+        use_cache=False,
+    )
+    return out.logits[:, prompt_len - 1 : -1].float() / (temperature + 1e-7)
+
+
+def _values(
+    critic: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int
+) -> torch.Tensor:
+    """[B, T] value of each response token's state: the score head read at every position."""
+    backbone = getattr(critic, critic.base_model_prefix)
+    hidden = backbone(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=_position_ids(attention_mask),
+        use_cache=False,
+    ).last_hidden_state
+    return critic.score(hidden)[:, prompt_len - 1 : -1, 0].float()
+
+
+def _token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def train_ppo(
+    policy_dir: str | Path,
+    reward_dir: str | Path,
+    prompts: list[str],
+    out_dir: str | Path,
+    config: PPOConfig,
+    on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+    reward_fn: RewardFn | None = None,
+) -> dict:
+    """Optimise the policy in `policy_dir` against the reward model in `reward_dir`.
+
+    The reference policy is the starting policy (same directory); the critic starts from the
+    reward model. `on_step(step, total_steps, metrics)` is called after every step (step counts
+    from 1). `reward_fn(prompts, completions) -> scores`, when given, replaces the reward model's
+    scores (for tests and hand-written preferences); the critic still starts from `reward_dir`.
+    Metrics per step: mean_reward (the score PPO maximises, after the missing-EOS penalty),
+    kl (mean over rollouts of the summed per-token log-ratio to the reference), entropy (per
+    token), policy_loss, value_loss and clip_fraction (means over the step's updates),
+    mean_response_length (tokens, EOS included) and no_eos_fraction.
+    Saves the policy (causal LM only) to `out_dir` and returns a summary: first/last mean
+    reward, final kl, the per-step metrics, seconds and the config.
+    """
+    if not prompts:
+        raise ValueError("train_ppo needs at least one prompt")
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    device = pick_device()
+    tokenizer = load_tokenizer(policy_dir)
+
+    # Policy and critic in float32: PPO's ratios and small value updates are fragile in half
+    # precision. eval() everywhere: no dropout, so rollout and update forwards agree exactly.
+    policy = load_causal_lm(policy_dir, device=device, dtype=torch.float32).eval()
+    ref_policy = load_causal_lm(policy_dir, device=device, dtype=torch.float32).eval()
+    critic = load_reward_model(reward_dir, device=device, dtype=torch.float32).eval()
+    reward_model = None
+    if reward_fn is None:
+        reward_model = load_reward_model(reward_dir, device=device).eval()
+        reward_model.requires_grad_(False)
+    ref_policy.requires_grad_(False)
+    for model in (critic, reward_model):  # both read the policy's token ids
+        if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
+            raise ValueError(f"{type(model).__name__} vocabulary is smaller than the policy's")
+
+    optimizer = torch.optim.AdamW(
+        [*policy.parameters(), *critic.parameters()], lr=config.learning_rate
+    )
+    trainable = [p for g in optimizer.param_groups for p in g["params"]]
+    generation_config = GenerationConfig(
+        do_sample=True,
+        temperature=config.temperature,
+        top_k=0,  # sample from the full distribution: the logprobs below assume it
+        top_p=1.0,
+        max_new_tokens=config.max_new_tokens,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+    # Cycle through the prompts in a seeded order, reshuffled on every pass.
+    order_rng = torch.Generator().manual_seed(config.seed)
+    order: list[int] = []
+    history: list[dict[str, float]] = []
+
+    for step in range(1, config.steps + 1):
+        batch_prompts = []
+        for _ in range(config.batch_size):
+            if not order:
+                order = torch.randperm(len(prompts), generator=order_rng).tolist()
+            batch_prompts.append(prompts[order.pop()])
+
+        # ---- Rollout: sample, then score under policy, reference, critic and reward model.
+        with torch.inference_mode():
+            enc = tokenizer(
+                [format_prompt(p) for p in batch_prompts],
+                return_tensors="pt",
+                padding=True,
+                padding_side="left",  # generation appends on the right
+            ).to(device)
+            # Long prompts lose their beginning, never the template's "### Response:" ending.
+            prompt_ids = enc.input_ids[:, -config.max_prompt_length :]
+            prompt_mask = enc.attention_mask[:, -config.max_prompt_length :]
+            P = prompt_ids.shape[1]
+            sequences = policy.generate(
+                input_ids=prompt_ids,
+                attention_mask=prompt_mask,
+                generation_config=generation_config,
+            )
+            responses = sequences[:, P:]  # [B, T]; T <= max_new_tokens (stops when all ended)
+            is_eos = responses == tokenizer.eos_token_id
+            # Keep tokens up to and including the first EOS; generate pads after it.
+            mask = (is_eos.long().cumsum(1) - is_eos.long()) == 0
+            has_eos = is_eos.any(1)
+            responses = responses.masked_fill(~mask, tokenizer.pad_token_id)
+            input_ids = torch.cat([prompt_ids, responses], 1)
+            attention_mask = torch.cat([prompt_mask, mask.long()], 1)
+
+            logits = _policy_logits(policy, input_ids, attention_mask, P, config.temperature)
+            logprobs = _token_logprobs(logits, responses)
+            probs = logits.softmax(-1)
+            entropy = torch.logsumexp(logits, -1) - (probs * logits).sum(-1)  # [B, T]
+            del logits, probs
+            ref_logits = _policy_logits(
+                ref_policy, input_ids, attention_mask, P, config.temperature
+            )
+            ref_logprobs = _token_logprobs(ref_logits, responses)
+            del ref_logits
+            values = _values(critic, input_ids, attention_mask, P)
+
+            completions = tokenizer.batch_decode(responses, skip_special_tokens=True)
+            if reward_fn is not None:
+                scores = torch.tensor(reward_fn(batch_prompts, completions), dtype=torch.float32)
+            else:
+                scores = score_completions(
+                    reward_model,
+                    tokenizer,
+                    batch_prompts,
+                    completions,
+                    batch_size=config.reward_batch_size,
+                )
+            scores = scores.to(device) - config.missing_eos_penalty * (~has_eos).float()
+
+        # Inference tensors cannot be saved for backward; clone the ones the updates use.
+        input_ids, attention_mask = input_ids.clone(), attention_mask.clone()
+        responses, logprobs, values = responses.clone(), logprobs.clone(), values.clone()
+        fmask = mask.float()  # [B, T]
+
+        # ---- Rewards and advantages.
+        kl = (logprobs - ref_logprobs) * fmask  # per-token estimate of KL(π || π_ref)
+        rewards = -config.kl_coef * kl
+        last = fmask.sum(1).long() - 1  # index of the final response token (the EOS if any)
+        rewards[torch.arange(len(last), device=device), last] += scores
+        advantages, returns = compute_gae(rewards, values, fmask, config.gamma, config.lam)
+        if config.whiten_advantages:
+            advantages = _masked_whiten(advantages, fmask)
+
+        # ---- PPO updates.
+        losses: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_fraction": []}
+        B = len(batch_prompts)
+        for _ in range(config.ppo_epochs):
+            perm = torch.randperm(B, device=device)
+            for start in range(0, B, config.mini_batch_size):
+                idx = perm[start : start + config.mini_batch_size]
+                mb_mask = fmask[idx]
+                new_logits = _policy_logits(
+                    policy, input_ids[idx], attention_mask[idx], P, config.temperature
+                )
+                new_logprobs = _token_logprobs(new_logits, responses[idx])
+                new_values = _values(critic, input_ids[idx], attention_mask[idx], P)
+                pg_loss, clip_fraction = policy_loss(
+                    new_logprobs, logprobs[idx], advantages[idx], mb_mask, config.cliprange
+                )
+                vf_loss = value_loss(
+                    new_values, values[idx], returns[idx], mb_mask, config.cliprange_value
+                )
+                loss = pg_loss + config.vf_coef * vf_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                optimizer.step()
+                losses["policy_loss"].append(pg_loss.item())
+                losses["value_loss"].append(vf_loss.item())
+                losses["clip_fraction"].append(clip_fraction.item())
+
+        metrics = {
+            "mean_reward": scores.mean().item(),  # after the missing-EOS penalty
+            "kl": kl.sum(1).mean().item(),
+            "entropy": _masked_mean(entropy, fmask).item(),
+            **{name: sum(vals) / len(vals) for name, vals in losses.items()},
+            "mean_response_length": fmask.sum(1).mean().item(),
+            "no_eos_fraction": (~has_eos).float().mean().item(),
+        }
+        history.append(metrics)
+        if on_step is not None:
+            on_step(step, config.steps, metrics)
+
+    save_model(policy, tokenizer, out_dir)
+    final = history[-1] if history else {}
+    return {
+        "first_mean_reward": history[0]["mean_reward"] if history else math.nan,
+        "last_mean_reward": final.get("mean_reward", math.nan),
+        "final_kl": final.get("kl", math.nan),
+        "steps": history,
+        "seconds": time.monotonic() - started,
+        "config": asdict(config),
+    }

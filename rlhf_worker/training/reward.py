@@ -1,0 +1,224 @@
+"""The reward model: InstructGPT's K-wise ranking loss, its training loop, and scoring.
+
+One batch element is one ranking: the K completions of a prompt go through the model together,
+and the loss averages -log σ(r_better - r_worse) over all C(K,2) pairs of that ranking
+(Ouyang et al. 2022, eq. 1). K forwards give C(K,2) comparisons, instead of 2·C(K,2) forwards
+for the same pairs expanded one by one.
+"""
+
+import hashlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf_worker.training.artifacts import (
+    load_reward_model,
+    load_tokenizer,
+    pick_device,
+    save_model,
+)
+from rlhf_worker.training.format import format_prompt
+
+# One labeled example: a prompt and its completions ranked best -> worst (K >= 2).
+RankedExample = tuple[str, list[str]]
+
+
+def reward_texts(
+    tokenizer: PreTrainedTokenizerBase, prompts: list[str], completions: list[str]
+) -> list[str]:
+    """What the reward model reads: the formatted prompt, the completion, and EOS."""
+    return [
+        format_prompt(p) + c + tokenizer.eos_token
+        for p, c in zip(prompts, completions, strict=True)
+    ]
+
+
+@torch.inference_mode()
+def score_completions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    completions: list[str],
+    batch_size: int = 16,
+    max_length: int = 512,
+) -> torch.Tensor:
+    """Scalar rewards, shape [len(prompts)], for each (prompt, completion) pair (on CPU)."""
+    model.eval()
+    texts = reward_texts(tokenizer, prompts, completions)
+    scores = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(
+            texts[start : start + batch_size],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+        ).to(model.device)
+        scores.append(model(**batch).logits[:, 0].float().cpu())
+    return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def kwise_ranking_loss(rewards: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """InstructGPT's loss for a batch of rankings.
+
+    rewards: [B, K], column i the reward of the completion ranked i-th (best first).
+    valid:   [B, K] bool, False where a ranking has fewer than K completions (padding).
+    Each ranking contributes the mean of -log σ(r_i - r_j) over its pairs i < j; the batch loss
+    is the mean over rankings, so every prompt weighs the same whatever its K.
+    """
+    k = rewards.shape[1]
+    better, worse = torch.triu_indices(k, k, offset=1, device=rewards.device)
+    pair_losses = -torch.nn.functional.logsigmoid(rewards[:, better] - rewards[:, worse])
+    if valid is None:
+        return pair_losses.mean()
+    pair_valid = (valid[:, better] & valid[:, worse]).to(rewards.dtype)  # [B, C(K,2)]
+    per_ranking = (pair_losses * pair_valid).sum(1) / pair_valid.sum(1).clamp(min=1)
+    return per_ranking.mean()
+
+
+def pairwise_accuracy(rewards: torch.Tensor, valid: torch.Tensor) -> tuple[int, int]:
+    """(correctly ordered pairs, pairs) of a batch of rankings scored by the model."""
+    k = rewards.shape[1]
+    better, worse = torch.triu_indices(k, k, offset=1, device=rewards.device)
+    pair_valid = valid[:, better] & valid[:, worse]
+    correct = (rewards[:, better] > rewards[:, worse]) & pair_valid
+    return int(correct.sum()), int(pair_valid.sum())
+
+
+@dataclass
+class RewardConfig:
+    epochs: int = field(default=2, metadata={"help": "Passes over the training rankings."})
+    batch_size: int = field(default=8, metadata={"help": "Rankings per step (each K sequences)."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_length: int = field(
+        default=512, metadata={"help": "Tokens per prompt+completion; longer ones are truncated."}
+    )
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "Share of prompts held out to measure accuracy."}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
+    seed: int = field(default=0, metadata={"help": "Seed for shuffling and the score head."})
+
+
+def is_held_out(prompt: str, fraction: float) -> bool:
+    """A stable split by prompt: all rankings of one prompt fall on the same side."""
+    digest = int(hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:8], 16)
+    return digest / 0xFFFFFFFF < fraction
+
+
+def _forward(model, tokenizer, batch: list[RankedExample], max_length: int):
+    """Rewards [B, Kmax] for a batch of rankings, in one forward of all their completions."""
+    kmax = max(len(completions) for _, completions in batch)
+    prompts = [p for p, completions in batch for _ in completions]
+    texts = reward_texts(tokenizer, prompts, [c for _, completions in batch for c in completions])
+    enc = tokenizer(
+        texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length
+    ).to(model.device)
+    flat = model(**enc).logits[:, 0]  # [sum K]
+    rewards = flat.new_zeros(len(batch), kmax)
+    valid = torch.zeros(len(batch), kmax, dtype=torch.bool, device=flat.device)
+    start = 0
+    for row, (_, completions) in enumerate(batch):
+        k = len(completions)
+        rewards[row, :k] = flat[start : start + k]
+        valid[row, :k] = True
+        start += k
+    return rewards, valid
+
+
+@torch.no_grad()
+def evaluate_reward_model(
+    model, tokenizer, examples: list[RankedExample], config: RewardConfig
+) -> dict:
+    """Held-out loss, pairwise accuracy and the scale of the rewards."""
+    model.eval()
+    correct = pairs = 0
+    losses, all_rewards = [], []
+    for start in range(0, len(examples), config.batch_size):
+        batch = examples[start : start + config.batch_size]
+        rewards, valid = _forward(model, tokenizer, batch, config.max_length)
+        losses.append(float(kwise_ranking_loss(rewards, valid)) * len(batch))
+        c, n = pairwise_accuracy(rewards, valid)
+        correct, pairs = correct + c, pairs + n
+        all_rewards.append(rewards[valid].float().cpu())
+    if not pairs:
+        return {"eval_accuracy": None, "eval_loss": None, "eval_pairs": 0}
+    scores = torch.cat(all_rewards)
+    return {
+        "eval_accuracy": correct / pairs,
+        "eval_loss": sum(losses) / len(examples),
+        "eval_pairs": pairs,
+        "reward_mean": float(scores.mean()),
+        "reward_std": float(scores.std()) if len(scores) > 1 else 0.0,
+    }
+
+
+def train_reward_model(
+    base_dir: str | Path,
+    examples: list[RankedExample],
+    out_dir: str | Path,
+    config: RewardConfig,
+    on_step: Callable[[int, int, dict], None] | None = None,
+) -> dict:
+    """Train a reward model from `base_dir` (the policy) on rankings; save it to `out_dir`.
+
+    A plain loop rather than a transformers Trainer: a batch element is a whole ranking of
+    variable K, the loss needs its grouping, and the loop stays short enough to read at once.
+    """
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)  # noqa: S311 (shuffling, not security)
+    examples = [(p, list(c)) for p, c in examples if len(c) >= 2]
+    train = [e for e in examples if not is_held_out(e[0], config.eval_fraction)]
+    held_out = [e for e in examples if is_held_out(e[0], config.eval_fraction)]
+    if not train:
+        raise ValueError("no training rankings (every prompt was held out or had K < 2)")
+
+    device = pick_device()
+    tokenizer = load_tokenizer(base_dir)
+    tokenizer.padding_side = "right"
+    model = load_reward_model(base_dir, device=device)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    history = []
+    step = 0
+    for _ in range(config.epochs):
+        rng.shuffle(train)
+        model.train()
+        for start in range(0, len(train), config.batch_size):
+            batch = train[start : start + config.batch_size]
+            rewards, valid = _forward(model, tokenizer, batch, config.max_length)
+            loss = kwise_ranking_loss(rewards, valid)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            step += 1
+            correct, pairs = pairwise_accuracy(rewards.detach(), valid)
+            history.append({"step": step, "loss": loss.item(), "accuracy": correct / pairs})
+            if on_step:
+                on_step(step, total, history[-1])
+
+    metrics = {
+        "config": asdict(config),
+        "train_rankings": len(train),
+        "held_out_rankings": len(held_out),
+        "train_pairs": sum(len(c) * (len(c) - 1) // 2 for _, c in train),
+        "steps": history,
+        "train_loss_first": history[0]["loss"],
+        "train_loss_last": history[-1]["loss"],
+        **evaluate_reward_model(model, tokenizer, held_out, config),
+    }
+    save_model(model, tokenizer, out_dir)
+    metrics["seconds"] = time.monotonic() - started
+    return metrics

@@ -1,0 +1,161 @@
+"""Supervised fine-tuning on (prompt, answer) pairs, InstructGPT's first step.
+
+Each example is format_prompt(prompt) + answer + EOS. The loss is the usual next-token
+cross-entropy, but only on the answer and its EOS: the prompt's labels are -100, so the model
+learns to answer instructions, not to write them. Batches are right-padded; the loss is the
+mean over all answer tokens of a batch.
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, pick_device, save_model
+from rlhf_worker.training.format import format_prompt
+
+IGNORE_INDEX = -100  # cross_entropy's ignore_index: label of tokens that carry no loss
+
+StepCallback = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass
+class SFTConfig:
+    epochs: int = field(default=3, metadata={"help": "Passes over the examples."})
+    batch_size: int = field(default=8, metadata={"help": "Examples per optimizer step."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak AdamW step size."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    warmup_steps: int = field(
+        default=0, metadata={"help": "Steps of linear warm-up before the cosine decay."}
+    )
+    min_lr_ratio: float = field(
+        default=1.0,
+        metadata={"help": "Final learning rate / peak; 1.0 keeps the rate constant after warm-up."},
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient norm clip."})
+    max_length: int = field(
+        default=256, metadata={"help": "Prompt + answer + EOS are truncated to this many tokens."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the example order."})
+
+
+def lr_factor(step: int, total: int, warmup_steps: int, min_lr_ratio: float) -> float:
+    """Learning-rate multiplier at optimizer step `step` (from 0): linear warm-up, cosine decay."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total - warmup_steps)
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def tokenize_example(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, answer: str, max_length: int
+) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of one example; labels are -100 on the prompt.
+
+    Prompt and answer are tokenized apart so the prompt's tokens are exactly those generation
+    conditions on; the answer may be cut by max_length (and lose its EOS).
+    """
+    prompt_ids = tokenizer(format_prompt(prompt))["input_ids"]
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    answer_ids = [*answer_ids, tokenizer.eos_token_id]
+    input_ids = (prompt_ids + answer_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
+    return input_ids, labels
+
+
+def collate(
+    tokenizer: PreTrainedTokenizerBase, batch: list[tuple[list[int], list[int]]]
+) -> dict[str, torch.Tensor]:
+    """Right-pad tokenized examples into input_ids, attention_mask and labels tensors."""
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (ids, labs) in enumerate(batch):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(labs)] = torch.tensor(labs)
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def train_sft(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[tuple[str, str]],
+    config: SFTConfig,
+    on_step: StepCallback | None = None,
+) -> dict:
+    """Fine-tune `model` in place on (prompt, answer) pairs; returns loss and timing metrics.
+
+    `on_step(step, total_steps, {"loss", "lr"})` is called after every optimizer step (step
+    counts from 1).
+    """
+    started = time.monotonic()
+    tokenized = [tokenize_example(tokenizer, p, a, config.max_length) for p, a in examples]
+    # An example whose answer was cut off entirely would make an all-ignored batch (NaN loss).
+    tokenized = [t for t in tokenized if any(label != IGNORE_INDEX for label in t[1])]
+    if not tokenized:
+        raise ValueError("train_sft needs at least one example with answer tokens")
+
+    steps_per_epoch = math.ceil(len(tokenized) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    order_rng = torch.Generator().manual_seed(config.seed)
+    model.train()
+    losses: list[float] = []
+    for _ in range(config.epochs):
+        order = torch.randperm(len(tokenized), generator=order_rng).tolist()
+        for start in range(0, len(order), config.batch_size):
+            step = len(losses)
+            lr = config.learning_rate * lr_factor(
+                step, total, config.warmup_steps, config.min_lr_ratio
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = collate(
+                tokenizer, [tokenized[i] for i in order[start : start + config.batch_size]]
+            )
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            loss = model(**batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            losses.append(loss.item())
+            if on_step is not None:
+                on_step(step + 1, total, {"loss": losses[-1], "lr": lr})
+    model.eval()
+    return {
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "steps": len(losses),
+        "losses": losses,
+        "examples": len(tokenized),
+        "seconds": time.monotonic() - started,
+        "config": asdict(config),
+    }
+
+
+def sft_model_dir(
+    model_dir: str | Path,
+    examples: list[tuple[str, str]],
+    out_dir: str | Path,
+    config: SFTConfig,
+    on_step: StepCallback | None = None,
+) -> dict:
+    """Load the causal LM in `model_dir`, fine-tune it on `examples`, save it to `out_dir`.
+
+    Training runs in float32 (a GPU's bf16 weights would lose small updates); the save is
+    atomic, and a no-op when `out_dir` already exists.
+    """
+    tokenizer = load_tokenizer(model_dir)
+    model = load_causal_lm(model_dir, device=pick_device(), dtype=torch.float32)
+    metrics = train_sft(model, tokenizer, examples, config, on_step=on_step)
+    save_model(model, tokenizer, out_dir)
+    return metrics

@@ -1,0 +1,70 @@
+"""The training chain as database state, without a worker: what each finished step leads to."""
+
+import pytest
+
+from labelapp.models import LabelingRound, PolicyVersion, RewardModelVersion, TrainingRun
+from labelapp.services.assignment import assign_next
+from labelapp.services.errors import Conflict
+from labelapp.services.ranking import RankingSubmission, submit_ranking
+from labelapp.services.training import (
+    claim_run,
+    complete_run,
+    fail_run,
+    make_current,
+    register_base_policy,
+    retry_run,
+    start_training,
+)
+
+
+@pytest.fixture
+def ranked_round(labeler, labeling_round):
+    a = assign_next(labeler)
+    submit_ranking(labeler, a.pk, RankingSubmission(ranking=list("ABCD")))
+    register_base_policy("/models/base")
+    return labeling_round
+
+
+def test_each_step_leads_to_the_next_once(ranked_round, admin_user):
+    reward = start_training(ranked_round, "ppo", {"steps": 2}, admin_user)
+    assert claim_run(reward.pk) is not None
+    assert claim_run(reward.pk) is None  # a live worker holds it
+    complete_run(reward, {"artifact_path": "/a/rm", "metrics": {"eval_accuracy": 0.8}})
+    complete_run(reward, {"artifact_path": "/a/rm", "metrics": {}})  # a re-delivery
+    assert RewardModelVersion.objects.count() == 1
+    ppo = TrainingRun.objects.get(kind="ppo")
+    assert ppo.config["reward_model_id"] == RewardModelVersion.objects.get().pk
+    assert ppo.config["hyperparameters"] == {"steps": 2}
+
+    claim_run(ppo.pk)
+    complete_run(ppo, {"artifact_path": "/a/v2", "metrics": {}})
+    complete_run(ppo, {"artifact_path": "/a/v2", "metrics": {}})
+    v2 = PolicyVersion.objects.get(number=2)
+    assert v2.is_current and v2.parent.number == 1 and v2.artifact_path == "/a/v2"
+    ranked_round.refresh_from_db()
+    assert ranked_round.state == "done"
+    following = LabelingRound.objects.get(number=ranked_round.number + 1)
+    assert following.state == "generating" and following.policy_version == v2
+    assert TrainingRun.objects.filter(kind="generate", round=following).count() == 1
+
+
+def test_a_failed_step_fails_the_round_and_can_be_retried(ranked_round, admin_user):
+    reward = start_training(ranked_round, "dpo", {}, admin_user)
+    claim_run(reward.pk)
+    fail_run(reward.pk, "Traceback: out of memory")
+    ranked_round.refresh_from_db()
+    assert ranked_round.state == "failed" and "out of memory" in ranked_round.error
+    retry_run(reward)
+    ranked_round.refresh_from_db()
+    reward.refresh_from_db()
+    assert (ranked_round.state, reward.status) == ("training", "queued")
+    with pytest.raises(Conflict):
+        retry_run(reward)
+
+
+def test_rollback_makes_an_earlier_version_current(db):
+    v1 = register_base_policy("/models/base")
+    v2 = PolicyVersion.objects.create(number=2, parent=v1, artifact_path="/a/v2")
+    make_current(v2)
+    make_current(v1)
+    assert list(PolicyVersion.objects.filter(is_current=True)) == [v1]
