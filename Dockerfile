@@ -16,3 +16,11 @@ RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=build-only python manage.py collectstatic -
 USER app
 EXPOSE 8000
 CMD ["gunicorn", "labelapp.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+
+# The worker image: the web image plus torch, transformers and trl (a CUDA build of torch on
+# x86_64 from PyPI; it falls back to the CPU when no GPU is visible).
+FROM web AS worker
+USER root
+RUN pip install torch==2.13.0 && pip install ".[worker]" && pip uninstall -y rlhf-labelapp
+USER app
+CMD ["celery", "-A", "rlhf_worker", "worker", "-Q", "gpu", "--pool=solo", "--concurrency=1", "--loglevel=INFO"]

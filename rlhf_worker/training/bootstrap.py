@@ -60,7 +60,7 @@ class BootstrapConfig:
     model: TinyModelConfig = field(
         default_factory=TinyModelConfig, metadata={"help": "Shape of the tiny Llama."}
     )
-    pretrain_steps: int = field(default=600, metadata={"help": "Causal-LM steps on the corpus."})
+    pretrain_steps: int = field(default=700, metadata={"help": "Causal-LM steps on the corpus."})
     pretrain_batch_size: int = field(default=16, metadata={"help": "Chunks per pretraining step."})
     seq_len: int = field(default=128, metadata={"help": "Tokens per pretraining chunk."})
     pretrain_lr: float = field(default=3e-3, metadata={"help": "Peak pretraining learning rate."})

@@ -66,8 +66,9 @@ def test_max_new_tokens_cuts_unfinished_completions(trained_dir):
 
 
 def test_left_padding_does_not_change_completions(trained_dir):
-    # Unseen prompts: the greedy text is not memorised, so it depends on every input token
-    # and would change if padding leaked into attention or positions.
+    # Unseen prompts: their greedy text mixes the taught answers with small logit margins, so
+    # it changes if padding leaks into attention (checked: an all-ones attention mask or right
+    # padding makes this test fail).
     prompts = [
         "Tell me about the yellow sea and the wind.",
         "Hi.",
