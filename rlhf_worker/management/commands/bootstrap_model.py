@@ -39,8 +39,9 @@ class Command(BaseCommand):
             corpus, demonstrations = load_bootstrap_corpus(DATA_DIR)
             metrics = bootstrap_base_model(corpus, demonstrations, out, config, progress=True)
             self.stdout.write(
-                f"Base model in {out}: {metrics['parameters']:,} parameters, vocabulary "
-                f"{metrics['vocab_size']:,}, built in {metrics['seconds']:.0f} s (cached from now on)"
+                f"Base model in {out}: {metrics['parameters']:,} parameters, "
+                f"vocabulary {metrics['vocab_size']:,}, built in {metrics['seconds']:.0f} s "
+                "(cached from now on)."
             )
         version = register_base_policy(out)
         self.stdout.write(f"Policy v{version.number} is {version.artifact_path}")
