@@ -14,6 +14,7 @@ from labelapp.models import TrainingRun as Run
 from labelapp.services.training import policy_dir, report_progress, save_generated
 from rlhf_worker.training.dpo import DPOSettings, train_dpo
 from rlhf_worker.training.generate import GenerationConfig, generate_completions
+from rlhf_worker.training.online import OnlineRLSettings, train_online
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import RewardConfig, train_reward_model
 from rlhf_worker.training.sft import SFTConfig, sft_model_dir
@@ -109,6 +110,24 @@ def ppo_step(run: Run) -> dict:
     return {"artifact_path": str(out), "metrics": _summary(metrics)}
 
 
+def online_step(run: Run) -> dict:
+    """RLOO or GRPO (TRL) against the round's new reward model."""
+    hp = {k: v for k, v in _hyperparameters(run).items() if k not in ("reward", "sft")}
+    reward_model = RewardModelVersion.objects.get(pk=run.config["reward_model_id"])
+    prompts = list(run.round.prompts.filter(held_out=False).values_list("text", flat=True))
+    out = artifact_dir("policy", run)
+    metrics = train_online(
+        run.kind,
+        _start_policy(run),
+        reward_model.artifact_path,
+        prompts,
+        out,
+        config_from(OnlineRLSettings, hp),
+        progress_of(run),
+    )
+    return {"artifact_path": str(out), "metrics": _summary(metrics)}
+
+
 def dpo_step(run: Run) -> dict:
     """DPO on every comparison so far."""
     hp = {k: v for k, v in _hyperparameters(run).items() if k not in ("reward", "sft")}
@@ -141,6 +160,8 @@ STEPS: dict[str, Callable[[Run], dict]] = {
     Run.Kind.REWARD: reward_step,
     Run.Kind.SFT: sft_step,
     Run.Kind.PPO: ppo_step,
+    Run.Kind.RLOO: online_step,
+    Run.Kind.GRPO: online_step,
     Run.Kind.DPO: dpo_step,
     Run.Kind.GENERATE: generate_step,
 }

@@ -26,7 +26,7 @@ from labelapp.queue import enqueue_on_commit
 from labelapp.services.errors import Conflict, InvalidInput
 from labelapp.services.rounds import create_round, start_labeling, transition
 
-METHODS = ("ppo", "dpo")
+METHODS = ("ppo", "rloo", "grpo", "dpo")
 STEP_TASK = "rlhf_worker.tasks.run_step"
 Kind = TrainingRun.Kind
 Status = TrainingRun.Status

@@ -68,3 +68,11 @@ def test_rollback_makes_an_earlier_version_current(db):
     make_current(v2)
     make_current(v1)
     assert list(PolicyVersion.objects.filter(is_current=True)) == [v1]
+
+
+@pytest.mark.parametrize("method", ["rloo", "grpo", "dpo"])
+def test_the_chosen_method_follows_the_reward_model(ranked_round, admin_user, method):
+    reward = start_training(ranked_round, method, {}, admin_user)
+    claim_run(reward.pk)
+    complete_run(reward, {"artifact_path": "/a/rm", "metrics": {}})
+    assert TrainingRun.objects.exclude(pk=reward.pk).get().kind == method

@@ -1,0 +1,119 @@
+"""RLOO and GRPO from TRL 1.16, against the round's reward model: the alternatives to our PPO.
+
+Both sample several completions per prompt and use the others' rewards as the baseline (leave one
+out for RLOO, the group mean and std for GRPO), so they need no critic. The reward model scores a
+completion exactly as in PPO (reward.score_completions), through a TRL reward function.
+"""
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+from rlhf_worker.training.artifacts import (
+    load_causal_lm,
+    load_reward_model,
+    load_tokenizer,
+    save_model,
+)
+from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.reward import score_completions
+
+TRAINERS = {"rloo": (RLOOConfig, RLOOTrainer), "grpo": (GRPOConfig, GRPOTrainer)}
+
+
+@dataclass
+class OnlineRLSettings:
+    steps: int = field(default=8, metadata={"help": "Optimizer steps."})
+    batch_size: int = field(
+        default=8, metadata={"help": "Completions per step; a multiple of num_generations."}
+    )
+    num_generations: int = field(
+        default=4, metadata={"help": "Completions sampled per prompt (the baseline's group)."}
+    )
+    max_new_tokens: int = field(default=32, metadata={"help": "Longest sampled completion."})
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate."})
+    beta: float = field(default=0.05, metadata={"help": "KL penalty to the starting policy."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling and data order."})
+
+
+class _StepReporter(TrainerCallback):
+    def __init__(self, on_step: Callable[[int, int, dict], None]) -> None:
+        self.on_step = on_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            metrics = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
+            self.on_step(state.global_step, state.max_steps, {"step": state.global_step, **metrics})
+
+
+def train_online(
+    method: str,
+    policy_dir: str | Path,
+    reward_dir: str | Path,
+    prompts: list[str],
+    out_dir: str | Path,
+    settings: OnlineRLSettings,
+    on_step: Callable[[int, int, dict], None] | None = None,
+) -> dict:
+    """Improve the policy in `policy_dir` with RLOO or GRPO (`method`); save it to `out_dir`."""
+    started = time.monotonic()
+    config_cls, trainer_cls = TRAINERS[method]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = load_tokenizer(policy_dir)
+    tokenizer.padding_side = "left"
+    reward_model = load_reward_model(reward_dir, device=device)
+    reward_tokenizer = load_tokenizer(reward_dir)
+    raw_prompt = {format_prompt(p): p for p in prompts}
+
+    def reward_model_score(prompts: list[str], completions: list[str], **kwargs) -> list[float]:
+        originals = [raw_prompt.get(p, p) for p in prompts]
+        return score_completions(reward_model, reward_tokenizer, originals, completions).tolist()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        args = config_cls(
+            output_dir=scratch,
+            max_steps=settings.steps,
+            per_device_train_batch_size=settings.batch_size,
+            num_generations=settings.num_generations,
+            max_completion_length=settings.max_new_tokens,
+            learning_rate=settings.learning_rate,
+            beta=settings.beta,
+            temperature=settings.temperature,
+            seed=settings.seed,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            # TRL defaults to bf16 and activation checkpointing; both only make sense on a GPU.
+            bf16=device.type == "cuda",
+            activation_checkpointing=False,
+            use_cpu=device.type == "cpu",
+            disable_tqdm=True,
+        )
+        trainer = trainer_cls(
+            model=load_causal_lm(policy_dir, device=device),
+            reward_funcs=reward_model_score,
+            args=args,
+            train_dataset=Dataset.from_list([{"prompt": p} for p in raw_prompt]),
+            processing_class=tokenizer,
+            callbacks=[_StepReporter(on_step)] if on_step else [],
+        )
+        trainer.train()
+        history = [h for h in trainer.state.log_history if "loss" in h]
+    save_model(trainer.model, tokenizer, out_dir)
+    first, last = (history[0], history[-1]) if history else ({}, {})
+    return {
+        "method": method,
+        "settings": asdict(settings),
+        "first_mean_reward": first.get("reward"),
+        "last_mean_reward": last.get("reward"),
+        "steps": history,
+        "seconds": time.monotonic() - started,
+    }
