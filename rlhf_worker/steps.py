@@ -93,44 +93,30 @@ def sft_step(run: Run) -> dict:
     return {"artifact_path": str(out), "metrics": _summary(metrics)}
 
 
-def ppo_step(run: Run) -> dict:
-    """PPO against the round's new reward model, with a KL penalty to the starting policy."""
-    hp = {k: v for k, v in _hyperparameters(run).items() if k not in ("reward", "sft")}
+def _method_hyperparameters(run: Run) -> dict:
+    return {k: v for k, v in _hyperparameters(run).items() if k not in ("reward", "sft")}
+
+
+def reinforce_step(run: Run) -> dict:
+    """PPO (ours), RLOO or GRPO (TRL) against the round's new reward model, KL to the start."""
     reward_model = RewardModelVersion.objects.get(pk=run.config["reward_model_id"])
     prompts = list(run.round.prompts.filter(held_out=False).values_list("text", flat=True))
     out = artifact_dir("policy", run)
-    metrics = train_ppo(
-        _start_policy(run),
-        reward_model.artifact_path,
-        prompts,
-        out,
-        config_from(PPOConfig, hp),
-        on_step=progress_of(run),
-    )
-    return {"artifact_path": str(out), "metrics": _summary(metrics)}
-
-
-def online_step(run: Run) -> dict:
-    """RLOO or GRPO (TRL) against the round's new reward model."""
-    hp = {k: v for k, v in _hyperparameters(run).items() if k not in ("reward", "sft")}
-    reward_model = RewardModelVersion.objects.get(pk=run.config["reward_model_id"])
-    prompts = list(run.round.prompts.filter(held_out=False).values_list("text", flat=True))
-    out = artifact_dir("policy", run)
-    metrics = train_online(
-        run.kind,
-        _start_policy(run),
-        reward_model.artifact_path,
-        prompts,
-        out,
-        config_from(OnlineRLSettings, hp),
-        progress_of(run),
-    )
+    hp = _method_hyperparameters(run)
+    start, rm_dir = _start_policy(run), reward_model.artifact_path
+    if run.kind == Run.Kind.PPO:
+        metrics = train_ppo(
+            start, rm_dir, prompts, out, config_from(PPOConfig, hp), progress_of(run)
+        )
+    else:
+        settings_ = config_from(OnlineRLSettings, hp)
+        metrics = train_online(run.kind, start, rm_dir, prompts, out, settings_, progress_of(run))
     return {"artifact_path": str(out), "metrics": _summary(metrics)}
 
 
 def dpo_step(run: Run) -> dict:
     """DPO on every comparison so far."""
-    hp = {k: v for k, v in _hyperparameters(run).items() if k not in ("reward", "sft")}
+    hp = _method_hyperparameters(run)
     pairs = Comparison.objects.filter(
         ranking__assignment__round__number__lte=run.round.number,
         ranking__assignment__prompt__held_out=False,
@@ -159,9 +145,9 @@ def generate_step(run: Run) -> dict:
 STEPS: dict[str, Callable[[Run], dict]] = {
     Run.Kind.REWARD: reward_step,
     Run.Kind.SFT: sft_step,
-    Run.Kind.PPO: ppo_step,
-    Run.Kind.RLOO: online_step,
-    Run.Kind.GRPO: online_step,
+    Run.Kind.PPO: reinforce_step,
+    Run.Kind.RLOO: reinforce_step,
+    Run.Kind.GRPO: reinforce_step,
     Run.Kind.DPO: dpo_step,
     Run.Kind.GENERATE: generate_step,
 }

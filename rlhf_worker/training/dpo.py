@@ -36,7 +36,9 @@ class DPOSettings:
     seed: int = field(default=0, metadata={"help": "Seed of data order."})
 
 
-class _StepReporter(TrainerCallback):
+class StepReporter(TrainerCallback):
+    """Passes each logged training step of a TRL trainer to `on_step(step, total, metrics)`."""
+
     def __init__(self, on_step: Callable[[int, int, dict], None]) -> None:
         self.on_step = on_step
 
@@ -93,7 +95,7 @@ def train_dpo(
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
-            callbacks=[_StepReporter(on_step)] if on_step else [],
+            callbacks=[StepReporter(on_step)] if on_step else [],
         )
         result = trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]

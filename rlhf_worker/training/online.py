@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
 from rlhf_worker.training.artifacts import (
@@ -22,6 +21,7 @@ from rlhf_worker.training.artifacts import (
     load_tokenizer,
     save_model,
 )
+from rlhf_worker.training.dpo import StepReporter
 from rlhf_worker.training.format import format_prompt
 from rlhf_worker.training.reward import score_completions
 
@@ -42,16 +42,6 @@ class OnlineRLSettings:
     beta: float = field(default=0.05, metadata={"help": "KL penalty to the starting policy."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling and data order."})
-
-
-class _StepReporter(TrainerCallback):
-    def __init__(self, on_step: Callable[[int, int, dict], None]) -> None:
-        self.on_step = on_step
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            metrics = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
-            self.on_step(state.global_step, state.max_steps, {"step": state.global_step, **metrics})
 
 
 def train_online(
@@ -103,7 +93,7 @@ def train_online(
             args=args,
             train_dataset=Dataset.from_list([{"prompt": p} for p in raw_prompt]),
             processing_class=tokenizer,
-            callbacks=[_StepReporter(on_step)] if on_step else [],
+            callbacks=[StepReporter(on_step)] if on_step else [],
         )
         trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]
