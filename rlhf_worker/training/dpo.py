@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
 from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, save_model
 from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.trl_support import StepReporter, trl_run_args
 
 # One comparison: (prompt, chosen completion, rejected completion).
 Pair = tuple[str, str, str]
@@ -34,18 +34,6 @@ class DPOSettings:
         default=512, metadata={"help": "Tokens of prompt+completion; longer ones are truncated."}
     )
     seed: int = field(default=0, metadata={"help": "Seed of data order."})
-
-
-class StepReporter(TrainerCallback):
-    """Passes each logged training step of a TRL trainer to `on_step(step, total, metrics)`."""
-
-    def __init__(self, on_step: Callable[[int, int, dict], None]) -> None:
-        self.on_step = on_step
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            metrics = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
-            self.on_step(state.global_step, state.max_steps, {"step": state.global_step, **metrics})
 
 
 def train_dpo(
@@ -71,24 +59,15 @@ def train_dpo(
             for p, c, r in pairs
         ]
     )
-    use_cuda = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as scratch:
         args = DPOConfig(
-            output_dir=scratch,
+            **trl_run_args(scratch),
             num_train_epochs=settings.epochs,
             per_device_train_batch_size=settings.batch_size,
             learning_rate=settings.learning_rate,
             beta=settings.beta,
             max_length=settings.max_length,
             seed=settings.seed,
-            logging_steps=1,
-            save_strategy="no",
-            report_to=[],
-            # TRL defaults to bf16 and activation checkpointing; both only make sense on a GPU.
-            bf16=use_cuda,
-            activation_checkpointing=False,
-            use_cpu=not use_cuda,
-            disable_tqdm=True,
         )
         trainer = DPOTrainer(
             model=model,

@@ -21,9 +21,9 @@ from rlhf_worker.training.artifacts import (
     load_tokenizer,
     save_model,
 )
-from rlhf_worker.training.dpo import StepReporter
 from rlhf_worker.training.format import format_prompt
 from rlhf_worker.training.reward import score_completions
+from rlhf_worker.training.trl_support import StepReporter, trl_run_args
 
 TRAINERS = {"rloo": (RLOOConfig, RLOOTrainer), "grpo": (GRPOConfig, GRPOTrainer)}
 
@@ -69,7 +69,7 @@ def train_online(
 
     with tempfile.TemporaryDirectory() as scratch:
         args = config_cls(
-            output_dir=scratch,
+            **trl_run_args(scratch),
             max_steps=settings.steps,
             per_device_train_batch_size=settings.batch_size,
             num_generations=settings.num_generations,
@@ -78,14 +78,6 @@ def train_online(
             beta=settings.beta,
             temperature=settings.temperature,
             seed=settings.seed,
-            logging_steps=1,
-            save_strategy="no",
-            report_to=[],
-            # TRL defaults to bf16 and activation checkpointing; both only make sense on a GPU.
-            bf16=device.type == "cuda",
-            activation_checkpointing=False,
-            use_cpu=device.type == "cpu",
-            disable_tqdm=True,
         )
         trainer = trainer_cls(
             model=load_causal_lm(policy_dir, device=device),
