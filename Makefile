@@ -7,7 +7,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint format test-sqlite test-postgres browser-deps clean
+.PHONY: demo test lint format test-sqlite test-postgres browser-deps compose-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,20 +16,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -e ".[worker,dev]"
 	touch $@
 
+# ARGS are passed to `manage.py demo`, e.g. `make demo ARGS=--simulate`.
 demo: $(VENV)/.installed
-	$(PY) manage.py migrate
-	$(PY) manage.py bootstrap_model
-	$(PY) manage.py seed_demo
-	@echo
-	@echo "Open http://$(HOST):$(PORT)/ and log in with a login above. A Celery worker runs beside"
-	@echo "the site (Redis at $${REDIS_URL:-redis://127.0.0.1:6379/0}). Ctrl-C stops both."
-	@$(PY) manage.py run_worker --loglevel=WARNING & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
-	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	$(PY) manage.py demo --host $(HOST) --port $(PORT) $(ARGS)
 
 # Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
 browser-deps:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# A compose tool to validate docker-compose.yml (no Docker engine is needed for `config`):
+# the docker compose plugin when present, else Debian's docker-compose.
+compose-deps:
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq docker-compose; }
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -39,7 +38,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test-sqlite: $(VENV)/.installed browser-deps
+test-sqlite: $(VENV)/.installed browser-deps compose-deps
 	env -u DATABASE_URL $(PY) -m pytest
 
 # The database tests again on the real PostgreSQL service, when it answers, plus what needs it:
@@ -54,4 +53,4 @@ test-postgres: $(VENV)/.installed
 test: lint test-sqlite test-postgres
 
 clean:
-	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache
+	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .broker

@@ -183,6 +183,9 @@ CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
+# Both only when every subdomain is served over HTTPS too.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
 
 # Celery (the web process only sends tasks by name; rlhf_worker consumes them).
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -196,16 +199,37 @@ CELERY_TASK_ROUTES = {"rlhf_worker.tasks.run_step": {"queue": "gpu"}}
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 12 * 3600)
 }
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The local demo's embedded broker when no Redis answers (`manage.py demo`): messages are
+    # files in one folder that the site and the worker share. A message is taken when a worker
+    # starts it, not when it finishes, so the sweeper (not the broker) re-sends a dead worker's.
+    BROKER_DIR = Path(os.environ.get("BROKER_DIR", BASE_DIR / ".broker"))
+    BROKER_DIR.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR),
+        "data_folder_out": str(BROKER_DIR),
+        "control_folder": str(BROKER_DIR / "control"),
+    }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A running step writes a heartbeat; one silent for this long is taken over by a re-delivery.
 TRAINING_STALE_SECONDS = envint("TRAINING_STALE_SECONDS", 300)
+# The sweeper (Celery beat, every SWEEP_INTERVAL_SECONDS) re-sends a step queued this long.
+TRAINING_RESEND_SECONDS = envint("TRAINING_RESEND_SECONDS", 600)
+CELERY_BEAT_SCHEDULE = {
+    "resend-stuck-runs": {
+        "task": "rlhf_worker.tasks.resend_stuck_runs",
+        "schedule": envint("SWEEP_INTERVAL_SECONDS", 60),
+    }
+}
 ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR", BASE_DIR / "artifacts"))
 BASE_MODEL = os.environ.get("BASE_MODEL", str(ARTIFACTS_DIR / "base-model"))
 
 # Labeling.
 ASSIGNMENT_RESERVATION_SECONDS = envint("ASSIGNMENT_RESERVATION_SECONDS", 30 * 60)
 DEMONSTRATION_MAX_CHARS = envint("DEMONSTRATION_MAX_CHARS", 10_000)
+# Imports (prompts, preference pairs): the largest file accepted, in bytes.
+IMPORT_MAX_BYTES = envint("IMPORT_MAX_BYTES", 10 * 1024 * 1024)
 
 LOGGING = {
     "version": 1,

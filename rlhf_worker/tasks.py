@@ -6,6 +6,7 @@ import traceback
 from celery import Task
 from django.db import InterfaceError, OperationalError
 
+from labelapp.services import training
 from labelapp.services.training import claim_run, complete_run, fail_run
 from rlhf_worker.celery import app
 
@@ -37,3 +38,12 @@ def run_step(run_id: int) -> str:
     result = STEPS[run.kind](run)
     complete_run(run, result)
     return "done"
+
+
+@app.task(name="rlhf_worker.tasks.resend_stuck_runs")
+def resend_stuck_runs() -> list[int]:
+    """The sweeper, run by Celery beat: send again the steps that no worker holds."""
+    ids = training.resend_stuck_runs()
+    if ids:
+        log.warning("re-sent training runs %s: no worker held them", ids)
+    return ids

@@ -34,8 +34,33 @@ State = LabelingRound.State
 
 
 def _enqueue(run: TrainingRun) -> TrainingRun:
+    TrainingRun.objects.filter(pk=run.pk).update(sent_at=timezone.now())
     enqueue_on_commit(STEP_TASK, run.pk, queue="gpu")
     return run
+
+
+def resend_stuck_runs() -> list[int]:
+    """Send again the steps that no worker holds; returns their ids.
+
+    Two cases: a run queued and not sent for TRAINING_RESEND_SECONDS (the send failed while the
+    broker was down, or the broker lost the message), and a running one whose heartbeat is older
+    than TRAINING_STALE_SECONDS (its worker died). A duplicate message is harmless: claim_run
+    lets one worker run a step, and a finished step is never run again.
+    """
+    now = timezone.now()
+    resend_before = now - timedelta(seconds=settings.TRAINING_RESEND_SECONDS)
+    stale = now - timedelta(seconds=settings.TRAINING_STALE_SECONDS)
+    not_sent_since = Q(sent_at__isnull=True) | Q(sent_at__lt=resend_before)
+    stuck = TrainingRun.objects.filter(
+        Q(status=Status.QUEUED, created_at__lt=resend_before)
+        | Q(status=Status.RUNNING, heartbeat_at__lt=stale),
+        not_sent_since,
+    ).values_list("pk", flat=True)
+    ids = list(stuck)
+    for run_id in ids:
+        with transaction.atomic():
+            _enqueue(TrainingRun(pk=run_id))
+    return ids
 
 
 def policy_dir(version: PolicyVersion | None) -> str:
