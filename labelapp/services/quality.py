@@ -1,0 +1,176 @@
+"""Labeling quality for the admins' console: per-labeler stats, position bias, flagged answers.
+
+Every function reads a fixed handful of queries, however many labelers or rankings a round has.
+"""
+
+from collections import Counter, defaultdict
+from statistics import median
+
+from django.db.models import Count, Q
+from django.utils.text import Truncator
+
+from labelapp.models import LABELS, Assignment, Completion, LabelingRound, Ranking
+from labelapp.services.agreement import agreement_summary, majority_agreement
+
+PROMPT_PREVIEW_CHARS = 120
+FLAGGED_LIMIT = 100
+
+
+def _majority_by_labeler(rows: list[tuple[int, int, int, list[int]]]) -> dict[int, list[int]]:
+    """{labeler id: [matching, counted]} over every prompt of a round ranked by 2+ labelers.
+
+    `rows` are (labeler id, round id, prompt id, order); see majority_agreement for the rule.
+    """
+    by_prompt: dict[tuple[int, int], list[tuple[int, list[int]]]] = defaultdict(list)
+    for labeler_id, round_id, prompt_id, order in rows:
+        by_prompt[round_id, prompt_id].append((labeler_id, order))
+    totals: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for rankings in by_prompt.values():
+        if len(rankings) < 2:
+            continue
+        for i, (labeler_id, own) in enumerate(rankings):
+            others = [order for j, (_, order) in enumerate(rankings) if j != i]
+            matching, counted = majority_agreement(own, others)
+            totals[labeler_id][0] += matching
+            totals[labeler_id][1] += counted
+    return totals
+
+
+def labeler_stats(round_: LabelingRound | None = None) -> list[dict]:
+    """One row per labeler who submitted or skipped work in the round (all rounds if None).
+
+    Rows, by username: {"labeler_id", "username", "done" (submitted rankings), "skipped",
+    "total" (done + skipped), "skip_rate" (skipped / total), "median_time_ms" (of rankings with a
+    time, else None), "majority_agreement" (share of their pair judgements that match the
+    majority of the other labelers of the same prompt, ties left out; None without overlap),
+    "majority_pairs" (the judgements that share is over), "flags_given" (flag names they set)}.
+    Two queries.
+    """
+    assignments = Assignment.objects.filter(
+        state__in=[Assignment.State.SUBMITTED, Assignment.State.SKIPPED]
+    )
+    rankings = Ranking.objects.all()
+    if round_ is not None:
+        assignments = assignments.filter(round=round_)
+        rankings = rankings.filter(assignment__round=round_)
+    counts = (
+        assignments.values("labeler_id", "labeler__username")
+        .annotate(
+            done=Count("id", filter=Q(state=Assignment.State.SUBMITTED)),
+            skipped=Count("id", filter=Q(state=Assignment.State.SKIPPED)),
+        )
+        .order_by("labeler__username")
+    )
+    rows = list(
+        rankings.values_list(
+            "labeler_id",
+            "assignment__round_id",
+            "assignment__prompt_id",
+            "order",
+            "flags",
+            "time_spent_ms",
+        )
+    )
+    times: dict[int, list[int]] = defaultdict(list)
+    flags_given: Counter[int] = Counter()
+    for labeler_id, _, _, _, flags, spent in rows:
+        if spent is not None:
+            times[labeler_id].append(spent)
+        flags_given[labeler_id] += sum(len(names) for names in flags.values())
+    majority = _majority_by_labeler([row[:4] for row in rows])
+
+    stats = []
+    for row in counts:
+        labeler_id = row["labeler_id"]
+        total = row["done"] + row["skipped"]
+        matching, counted = majority.get(labeler_id, (0, 0))
+        stats.append(
+            {
+                "labeler_id": labeler_id,
+                "username": row["labeler__username"],
+                "done": row["done"],
+                "skipped": row["skipped"],
+                "total": total,
+                "skip_rate": row["skipped"] / total,
+                "median_time_ms": float(median(times[labeler_id])) if times[labeler_id] else None,
+                "majority_agreement": matching / counted if counted else None,
+                "majority_pairs": counted,
+                "flags_given": flags_given[labeler_id],
+            }
+        )
+    return stats
+
+
+def position_bias(round_: LabelingRound) -> dict:
+    """How often each shown position (A, B, ...) was ranked first, over the round's rankings.
+
+    Positions are shuffled per assignment, so with no bias each gets about 1/K of the firsts.
+    {"rankings": n, "counts": {"A": n, ...}, "shares": {"A": share, ...} (0.0 with no rankings),
+    "max_over_expected": the largest share × K (1.0 uniform, K always the same position; None
+    with no rankings)}. One query.
+    """
+    counts = dict.fromkeys(LABELS[: round_.k], 0)
+    firsts = Ranking.objects.filter(assignment__round=round_).values_list("labels", flat=True)
+    for labels in firsts:
+        if labels:
+            counts[labels[0]] = counts.get(labels[0], 0) + 1
+    n = sum(counts.values())
+    shares = {label: count / n if n else 0.0 for label, count in counts.items()}
+    return {
+        "rankings": n,
+        "counts": counts,
+        "shares": shares,
+        "max_over_expected": max(shares.values()) * len(shares) if n else None,
+    }
+
+
+def flagged_completions(round_: LabelingRound, limit: int = FLAGGED_LIMIT) -> list[dict]:
+    """The round's flagged completions to review, most labelers first, then most flags.
+
+    Items: {"completion_id", "prompt_id", "prompt" (truncated), "completion", "flags" ({flag:
+    how many labelers set it}, most set first), "flag_count", "labelers" (usernames, sorted)}.
+    At most `limit` items; two queries.
+    """
+    rows = (
+        Ranking.objects.filter(assignment__round=round_)
+        .exclude(flags={})
+        .values_list("flags", "labeler__username")
+    )
+    flags_of: dict[int, Counter[str]] = defaultdict(Counter)
+    labelers_of: dict[int, set[str]] = defaultdict(set)
+    for flags, username in rows:
+        for completion_id, names in flags.items():  # JSON keys are strings
+            if names:
+                flags_of[int(completion_id)].update(names)
+                labelers_of[int(completion_id)].add(username)
+    ids = sorted(flags_of, key=lambda cid: (-len(labelers_of[cid]), -flags_of[cid].total(), cid))[
+        :limit
+    ]
+    completions = Completion.objects.select_related("prompt").in_bulk(ids)
+    return [
+        {
+            "completion_id": cid,
+            "prompt_id": completions[cid].prompt_id,
+            "prompt": Truncator(completions[cid].prompt.text).chars(PROMPT_PREVIEW_CHARS),
+            "completion": completions[cid].text,
+            "flags": dict(sorted(flags_of[cid].items(), key=lambda item: (-item[1], item[0]))),
+            "flag_count": flags_of[cid].total(),
+            "labelers": sorted(labelers_of[cid]),
+        }
+        for cid in ids
+        if cid in completions
+    ]
+
+
+def round_quality(round_: LabelingRound) -> dict:
+    """Everything the console's quality page shows for a round, in six queries.
+
+    {"agreement": agreement_summary, "labelers": labeler_stats, "position_bias": position_bias,
+    "flagged": flagged_completions}, each as those functions return it.
+    """
+    return {
+        "agreement": agreement_summary(round_),
+        "labelers": labeler_stats(round_),
+        "position_bias": position_bias(round_),
+        "flagged": flagged_completions(round_),
+    }
