@@ -1,19 +1,134 @@
-"""Exports of what labelers produced, streamed row by row."""
+"""Exports of what labelers produced, streamed row by row.
+
+JSONL exports are generators of lines, for a streamed download or a file. The Hugging Face
+exports need the `datasets` package, which the worker image has and the web image does not.
+"""
 
 import json
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
+from itertools import islice
+from pathlib import Path
 
-from labelapp.models import Comparison, LabelingRound
+from labelapp.models import Comparison, Completion, LabelingRound, Ranking
+from labelapp.services.errors import InvalidInput, ServiceError
 
-FORMATS = ("trl",)
+FORMATS = ("trl",)  # what GET /api/v1/rounds/{id}/export serves
+HF_FORMATS = ("dataset", "parquet")
+TRL_COLUMNS = ("prompt", "chosen", "rejected")
+CHUNK_SIZE = 1000
+
+
+class ExportUnavailable(ServiceError):
+    """The export needs a package this installation does not have."""
+
+    status = 501
+
+
+def _trl_rows(round_id: int) -> Iterator[tuple[str, str, str]]:
+    rows = (
+        Comparison.objects.filter(ranking__assignment__round_id=round_id)
+        .order_by("id")
+        .values_list("ranking__assignment__prompt__text", "chosen__text", "rejected__text")
+    )
+    return rows.iterator(chunk_size=CHUNK_SIZE)
 
 
 def comparisons_as_trl_jsonl(round_: LabelingRound) -> Iterator[str]:
     """One `{prompt, chosen, rejected}` JSON line per comparison (TRL's preference format)."""
-    rows = (
-        Comparison.objects.filter(ranking__assignment__round=round_)
-        .order_by("id")
-        .values_list("ranking__assignment__prompt__text", "chosen__text", "rejected__text")
-    )
-    for prompt, chosen, rejected in rows.iterator(chunk_size=1000):
+    for prompt, chosen, rejected in _trl_rows(round_.pk):
         yield json.dumps({"prompt": prompt, "chosen": chosen, "rejected": rejected}) + "\n"
+
+
+def rankings_as_jsonl(round_: LabelingRound) -> Iterator[str]:
+    """One JSON line per ranking: who ranked which completions how, with flags and timings.
+
+    `completions` are best -> worst; `labels` are the letters the labeler pressed in that order;
+    `flags` are keyed by completion id.
+    """
+    rows = (
+        Ranking.objects.filter(assignment__round=round_)
+        .order_by("id")
+        .values_list(
+            "id",
+            "assignment__prompt_id",
+            "assignment__prompt__text",
+            "labeler__username",
+            "order",
+            "labels",
+            "flags",
+            "quality",
+            "time_spent_ms",
+            "created_at",
+            "assignment__demonstration__text",
+        )
+        .iterator(chunk_size=CHUNK_SIZE)
+    )
+    while batch := list(islice(rows, CHUNK_SIZE)):
+        # One query for the texts of a whole batch of rankings, not one per ranking.
+        ids = {cid for row in batch for cid in row[4]}
+        texts = dict(Completion.objects.filter(pk__in=ids).values_list("id", "text"))
+        for pk, prompt_id, prompt, labeler, order, labels, flags, *rest in batch:
+            quality, time_spent_ms, created_at, demonstration = rest
+            line = {
+                "round": round_.number,
+                "ranking_id": pk,
+                "prompt": {"id": prompt_id, "text": prompt},
+                "labeler": labeler,
+                "completions": [{"id": cid, "text": texts[cid]} for cid in order],
+                "labels": labels,
+                "flags": flags,
+                "quality": quality,
+                "time_spent_ms": time_spent_ms,
+                "created_at": created_at.isoformat(),
+                "demonstration": demonstration,
+            }
+            yield json.dumps(line) + "\n"
+
+
+# The JSONL exports by name, for downloads and `manage.py export_comparisons`.
+JSONL_EXPORTS: dict[str, Callable[[LabelingRound], Iterator[str]]] = {
+    "trl": comparisons_as_trl_jsonl,
+    "rankings": rankings_as_jsonl,
+}
+
+
+def _trl_examples(round_id: int) -> Iterator[dict]:
+    """The generator Dataset.from_generator runs (module level, so `datasets` can hash it)."""
+    for row in _trl_rows(round_id):
+        yield dict(zip(TRL_COLUMNS, row, strict=True))
+
+
+def save_comparisons_hf(round_: LabelingRound, out: str | Path, format: str = "dataset") -> int:  # noqa: A002
+    """Write the round's comparisons as a `datasets` directory (save_to_disk) or a parquet file.
+
+    `out` is the directory for "dataset", the file for "parquet". Returns the number of rows.
+    """
+    if format not in HF_FORMATS:
+        raise InvalidInput(f"format must be one of {', '.join(HF_FORMATS)}")
+    try:
+        import datasets  # here, not at the top: the web image does not have it
+    except ImportError:
+        raise ExportUnavailable(
+            "the Hugging Face export needs the `datasets` package (the worker image has it)"
+        ) from None
+    features = datasets.Features({name: datasets.Value("string") for name in TRL_COLUMNS})
+    # A fresh cache: from_generator would otherwise return an earlier export of the same round
+    # from ~/.cache, and its files are copied into `out` anyway.
+    with tempfile.TemporaryDirectory(prefix="export-") as cache_dir:
+        if Comparison.objects.filter(ranking__assignment__round=round_).exists():
+            dataset = datasets.Dataset.from_generator(
+                _trl_examples,
+                features=features,
+                gen_kwargs={"round_id": round_.pk},
+                cache_dir=cache_dir,
+            )
+        else:  # from_generator refuses to build an empty dataset
+            dataset = datasets.Dataset.from_dict({n: [] for n in TRL_COLUMNS}, features=features)
+        if format == "dataset":
+            # An empty dataset saved without a shard does not load back (datasets 5.2).
+            dataset.save_to_disk(str(out), num_shards=None if len(dataset) else 1)
+        else:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            dataset.to_parquet(str(out))
+        return len(dataset)

@@ -1,0 +1,162 @@
+import json
+import sys
+
+import datasets
+import pytest
+
+from labelapp.models import Comparison
+from labelapp.services import exports
+from labelapp.services.assignment import assign_next
+from labelapp.services.errors import InvalidInput
+from labelapp.services.exports import (
+    ExportUnavailable,
+    comparisons_as_trl_jsonl,
+    rankings_as_jsonl,
+    save_comparisons_hf,
+)
+from labelapp.services.ranking import RankingSubmission, submit_ranking
+from tests.conftest import make_round, make_user
+
+
+def rank_all(labeler, round_, ranking="BADC", **extra) -> list:
+    """Rank every prompt of the round the same way; the rankings, in order."""
+    rankings = []
+    while (a := assign_next(labeler)) is not None:
+        submission = RankingSubmission(ranking=list(ranking), **extra)
+        rankings.append(submit_ranking(labeler, a.pk, submission)[0])
+    return rankings
+
+
+def expected_rows(round_) -> list[dict]:
+    rows = Comparison.objects.filter(ranking__assignment__round=round_).order_by("id")
+    return [
+        {
+            "prompt": c.ranking.assignment.prompt.text,
+            "chosen": c.chosen.text,
+            "rejected": c.rejected.text,
+        }
+        for c in rows
+    ]
+
+
+def write_jsonl(path, lines) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        f.writelines(lines)
+
+
+def test_the_trl_jsonl_loads_with_datasets_and_has_the_round_s_comparisons(labeler, tmp_path):
+    round_ = make_round(n_prompts=3, prefix="Ünïcode <b>")
+    make_round(n_prompts=2, prefix="Other round")  # must not leak into the export
+    rank_all(labeler, round_)
+    path = tmp_path / "round.jsonl"
+    write_jsonl(path, comparisons_as_trl_jsonl(round_))
+
+    loaded = datasets.load_dataset(
+        "json", data_files=str(path), split="train", cache_dir=str(tmp_path / "cache")
+    )
+    assert loaded.column_names == ["prompt", "chosen", "rejected"]
+    assert loaded.num_rows == 3 * 6  # C(4,2) pairs per ranking
+    assert loaded.to_list() == expected_rows(round_)
+    assert all(row["prompt"].startswith("Ünïcode <b>") for row in loaded)
+
+
+def test_save_to_disk_loads_back_with_load_from_disk(labeler, tmp_path):
+    round_ = make_round(n_prompts=2)
+    rank_all(labeler, round_)
+    out = tmp_path / "hf"
+    assert save_comparisons_hf(round_, out) == 12
+    loaded = datasets.load_from_disk(str(out))
+    assert loaded.to_list() == expected_rows(round_)
+
+
+def test_parquet_export_has_the_same_rows(labeler, tmp_path):
+    round_ = make_round(n_prompts=2)
+    rank_all(labeler, round_)
+    path = tmp_path / "out" / "round.parquet"
+    assert save_comparisons_hf(round_, path, format="parquet") == 12
+    loaded = datasets.load_dataset(
+        "parquet", data_files=str(path), split="train", cache_dir=str(tmp_path / "cache")
+    )
+    assert loaded.to_list() == expected_rows(round_)
+
+
+def test_a_second_hf_export_sees_rankings_added_since_the_first(labeler, other_labeler, tmp_path):
+    round_ = make_round(n_prompts=1, overlap=2)
+    rank_all(labeler, round_)
+    assert save_comparisons_hf(round_, tmp_path / "first") == 6
+    rank_all(other_labeler, round_, ranking="ABCD")
+    assert save_comparisons_hf(round_, tmp_path / "second") == 12  # not a cached copy
+    assert datasets.load_from_disk(str(tmp_path / "second")).to_list() == expected_rows(round_)
+
+
+def test_a_round_without_comparisons_exports_an_empty_dataset(db, tmp_path):
+    round_ = make_round(n_prompts=1)
+    assert list(comparisons_as_trl_jsonl(round_)) == []
+    assert save_comparisons_hf(round_, tmp_path / "hf") == 0
+    loaded = datasets.load_from_disk(str(tmp_path / "hf"))
+    assert (loaded.num_rows, loaded.column_names) == (0, ["prompt", "chosen", "rejected"])
+
+
+def test_an_unknown_hf_format_is_refused(db, tmp_path):
+    with pytest.raises(InvalidInput, match="format must be one of dataset, parquet"):
+        save_comparisons_hf(make_round(), tmp_path / "x", format="arrow")
+
+
+def test_without_the_datasets_package_the_hf_export_says_so(db, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` raises ImportError
+    with pytest.raises(ExportUnavailable, match="needs the `datasets` package"):
+        save_comparisons_hf(make_round(), tmp_path / "hf")
+
+
+def test_rankings_jsonl_has_the_labeler_order_flags_and_times(labeler):
+    round_ = make_round(n_prompts=2)
+    a = assign_next(labeler)
+    by_label = dict(zip("ABCD", a.order, strict=True))
+    submission = RankingSubmission(
+        ranking=list("CADB"),
+        flags={"B": ["hallucination"], "C": ["harmful", "garbled"]},
+        quality=5,
+        time_spent_ms=4200,
+        demonstration="A better answer.",
+    )
+    ranking, _ = submit_ranking(labeler, a.pk, submission)
+    rank_all(labeler, round_)
+
+    lines = [json.loads(line) for line in rankings_as_jsonl(round_)]
+    assert len(lines) == 2
+    first = lines[0]
+    assert first["round"] == round_.number and first["ranking_id"] == ranking.pk
+    assert first["prompt"] == {"id": a.prompt_id, "text": a.prompt.text}
+    assert first["labeler"] == "alice"
+    best_to_worst = [by_label[x] for x in "CADB"]
+    assert [c["id"] for c in first["completions"]] == best_to_worst
+    assert all(c["text"].startswith("answer ") for c in first["completions"])
+    assert first["labels"] == list("CADB")
+    assert first["flags"] == {
+        str(by_label["B"]): ["hallucination"],
+        str(by_label["C"]): ["garbled", "harmful"],
+    }
+    assert (first["quality"], first["time_spent_ms"]) == (5, 4200)
+    assert first["created_at"] == ranking.created_at.isoformat()
+    assert first["demonstration"] == "A better answer."
+    assert lines[1]["demonstration"] is None and lines[1]["flags"] == {}
+
+
+def test_exports_take_a_bounded_number_of_queries(
+    db, django_assert_max_num_queries, tmp_path, monkeypatch
+):
+    labelers = [make_user(f"labeler{i}") for i in range(3)]
+    round_ = make_round(n_prompts=12, overlap=3)
+    for labeler in labelers:
+        rank_all(labeler, round_)
+    with django_assert_max_num_queries(1):
+        trl = list(comparisons_as_trl_jsonl(round_))
+    # The rankings, then the completions' texts once per batch of rankings.
+    with django_assert_max_num_queries(2):
+        rankings = list(rankings_as_jsonl(round_))
+    assert (len(trl), len(rankings)) == (36 * 6, 36)
+    monkeypatch.setattr(exports, "CHUNK_SIZE", 10)
+    with django_assert_max_num_queries(1 + 4):
+        assert list(rankings_as_jsonl(round_)) == rankings
+    with django_assert_max_num_queries(3):
+        save_comparisons_hf(round_, tmp_path / "hf")
