@@ -73,3 +73,103 @@ class RankingForm(forms.Form):
 
 class SkipForm(forms.Form):
     reason = forms.CharField(max_length=500, label="Why skip?")
+
+
+# The admins' console.
+
+
+class RoundForm(forms.Form):
+    """A new round: which prompts, how many answers and labelers, how to sample."""
+
+    prompts = forms.IntegerField(min_value=1, max_value=10_000, initial=64, help_text="How many.")
+    source = forms.ChoiceField(required=False, help_text="Only prompts from this source.")
+    tag = forms.CharField(required=False, max_length=100, help_text="Only prompts with this tag.")
+    k = forms.IntegerField(
+        min_value=2, max_value=8, initial=4, label="K", help_text="Answers per prompt."
+    )
+    overlap = forms.IntegerField(
+        min_value=1,
+        max_value=10,
+        initial=1,
+        help_text="Labelers per prompt (2+ to measure agreement).",
+    )
+    labelers = forms.ModelMultipleChoiceField(
+        queryset=None, required=False, help_text="Nobody chosen: every labeler."
+    )
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=2048, initial=64)
+    temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=1.0)
+    seed = forms.IntegerField(min_value=0, initial=0, help_text="Which prompts, and the sampling.")
+
+    def __init__(self, *args, sources: list[str], labelers, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = [("", "All sources")] + [(s, s) for s in sources]
+        self.fields["labelers"].queryset = labelers
+
+
+class TrainForm(forms.Form):
+    """Train a round: the method and its main hyperparameters (blank = the method's default)."""
+
+    method = forms.ChoiceField(
+        choices=[("ppo", "PPO"), ("rloo", "RLOO"), ("grpo", "GRPO"), ("dpo", "DPO")],
+        help_text="PPO, RLOO and GRPO optimise against the new reward model; DPO learns from "
+        "the comparisons directly.",
+    )
+    steps = forms.IntegerField(
+        required=False, min_value=1, max_value=100_000, help_text="PPO/RLOO/GRPO steps (8)."
+    )
+    learning_rate = forms.FloatField(
+        required=False, min_value=0, max_value=1, help_text="PPO 1e-4, RLOO/GRPO 1e-5, DPO 5e-6."
+    )
+    kl = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=10,
+        label="KL coefficient",
+        help_text="Pull toward the starting policy: PPO kl_coef 0.05, RLOO/GRPO beta 0.05, DPO "
+        "beta 0.1.",
+    )
+    max_new_tokens = forms.IntegerField(
+        required=False, min_value=1, max_value=2048, help_text="PPO/RLOO/GRPO answer length (32)."
+    )
+    reward_epochs = forms.IntegerField(
+        required=False, min_value=1, max_value=100, help_text="Reward-model epochs (2)."
+    )
+
+    def hyperparameters(self) -> dict:
+        """The filled-in values under the names the worker's configs use."""
+        data = self.cleaned_data
+        method = data["method"]
+        names = {"learning_rate": "learning_rate", "kl": "kl_coef" if method == "ppo" else "beta"}
+        if method != "dpo":
+            names |= {"steps": "steps", "max_new_tokens": "max_new_tokens"}
+        hp = {names[k]: data[k] for k in names if data.get(k) is not None}
+        if data.get("reward_epochs") is not None and method != "dpo":
+            hp["reward"] = {"epochs": data["reward_epochs"]}
+        return hp
+
+
+class CompareForm(forms.Form):
+    """Two policy versions side by side on held-out prompts."""
+
+    first = forms.ModelChoiceField(queryset=None, label="Version A")
+    second = forms.ModelChoiceField(queryset=None, label="Version B")
+    prompts = forms.IntegerField(min_value=1, max_value=256, initial=16)
+
+    def __init__(self, *args, versions, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["first"].queryset = self.fields["second"].queryset = versions
+
+
+class ImportForm(forms.Form):
+    """A prompts file (JSONL or CSV) or a preference-pairs file (JSONL)."""
+
+    kind = forms.ChoiceField(
+        choices=[("prompts", "Prompts (.jsonl or .csv)"), ("pairs", "Preference pairs (.jsonl)")]
+    )
+    file = forms.FileField()
+    source = forms.CharField(
+        required=False, max_length=100, help_text="A name for where it came from."
+    )
+    skip_invalid = forms.BooleanField(
+        required=False, help_text="Import the valid rows and report the others."
+    )

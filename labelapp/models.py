@@ -107,6 +107,12 @@ class LabelingRound(models.Model):
         PolicyVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="rounds"
     )
     prompts = models.ManyToManyField(Prompt, related_name="rounds", blank=True)
+    labelers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        related_name="+",
+        blank=True,
+        help_text="Who may label this round; nobody chosen means every labeler.",
+    )
     config = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -262,6 +268,7 @@ class TrainingRun(models.Model):
         GRPO = "grpo"
         DPO = "dpo"
         GENERATE = "generate"
+        COMPARE = "compare"  # two policy versions answer the same held-out prompts
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -270,7 +277,14 @@ class TrainingRun(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
-    round = models.ForeignKey(LabelingRound, on_delete=models.CASCADE, related_name="training_runs")
+    round = models.ForeignKey(
+        LabelingRound,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="training_runs",
+        help_text="Empty for work outside a round's chain (comparisons).",
+    )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)

@@ -9,9 +9,18 @@ from pathlib import Path
 
 from django.conf import settings
 
-from labelapp.models import Comparison, Completion, Demonstration, Ranking, RewardModelVersion
+from labelapp.models import (
+    Comparison,
+    Completion,
+    Demonstration,
+    PolicyVersion,
+    Prompt,
+    Ranking,
+    RewardModelVersion,
+)
 from labelapp.models import TrainingRun as Run
 from labelapp.services.training import policy_dir, report_progress, save_generated
+from rlhf_worker.training.compare import compare_policies
 from rlhf_worker.training.dpo import DPOSettings, train_dpo
 from rlhf_worker.training.generate import GenerationConfig, generate_completions
 from rlhf_worker.training.online import OnlineRLSettings, train_online
@@ -142,6 +151,25 @@ def generate_step(run: Run) -> dict:
     return {"metrics": {"completions": stored, "prompts": len(prompts)}}
 
 
+def compare_step(run: Run) -> dict:
+    """Two policy versions answer the same held-out prompts, scored by the newest reward model."""
+    first, second = (PolicyVersion.objects.get(pk=pk) for pk in run.config["versions"])
+    held_out = Prompt.objects.filter(held_out=True).order_by("id")
+    pool = held_out if held_out.exists() else Prompt.objects.order_by("id")
+    prompts = list(pool.values_list("text", flat=True)[: run.config["prompts"]])
+    reward_model = RewardModelVersion.objects.order_by("-number").first()
+    result = compare_policies(
+        first.artifact_path,
+        second.artifact_path,
+        prompts,
+        reward_model.artifact_path if reward_model else None,
+    )
+    result["versions"] = [first.number, second.number]
+    result["reward_model"] = reward_model.number if reward_model else None
+    result["held_out"] = pool is held_out
+    return {"metrics": result}
+
+
 STEPS: dict[str, Callable[[Run], dict]] = {
     Run.Kind.REWARD: reward_step,
     Run.Kind.SFT: sft_step,
@@ -150,4 +178,5 @@ STEPS: dict[str, Callable[[Run], dict]] = {
     Run.Kind.GRPO: reinforce_step,
     Run.Kind.DPO: dpo_step,
     Run.Kind.GENERATE: generate_step,
+    Run.Kind.COMPARE: compare_step,
 }

@@ -111,11 +111,14 @@ def assign_next(labeler: AbstractBaseUser) -> Assignment | None:
     free = Q(state=Assignment.State.OPEN) | Q(
         state=Assignment.State.RESERVED, reserved_until__lte=now
     )
+    # A round with chosen labelers is only for them; one with none chosen is for everyone.
+    chosen = LabelingRound.labelers.through.objects.filter(labelinground_id=OuterRef("round_id"))
     candidates = (
         Assignment.objects.select_for_update(skip_locked=True, of=("self",))
         .select_related("round")
         .filter(free, round__state=LabelingRound.State.LABELING)
         .filter(~Exists(seen) | Q(labeler=labeler))
+        .filter(~Exists(chosen) | Exists(chosen.filter(user_id=labeler.pk)))
         .order_by("round__number", "id")
     )
     for _ in range(_CLAIM_ATTEMPTS):

@@ -116,3 +116,16 @@ def round_progress(round_: LabelingRound) -> dict:
     )
     counts["progress"] = counts["submitted"] / counts["total"] if counts["total"] else 0.0
     return counts
+
+
+@transaction.atomic
+def close_labeling(round_: LabelingRound) -> int:
+    """Hand out no more of the round's work: its open slots expire (reserved ones may finish).
+
+    The round stays in `labeling`, ready to train on what was ranked. Returns the slots closed.
+    """
+    if round_.state != State.LABELING:
+        raise InvalidTransition(f"round {round_.number} is {round_.state}, not labeling")
+    return Assignment.objects.filter(round=round_, state=Assignment.State.OPEN).update(
+        state=Assignment.State.EXPIRED
+    )

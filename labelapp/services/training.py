@@ -202,6 +202,7 @@ def complete_run(run: TrainingRun, result: dict) -> None:
         _open_next_round(round_, version)
     elif run.kind == Kind.GENERATE:
         start_labeling(round_)
+    # Kind.COMPARE: its samples and scores are its metrics; nothing else changes.
     run.metrics = metrics
     run.status = Status.SUCCEEDED
     run.progress = 1.0
@@ -259,7 +260,7 @@ def fail_run(run_id: int, error: str) -> None:
     run.error = error
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "error", "finished_at"])
-    if run.round.state not in (State.FAILED, State.DONE):
+    if run.round is not None and run.round.state not in (State.FAILED, State.DONE):
         transition(run.round, State.FAILED, error=f"{run.kind} step failed: {error[-2000:]}")
 
 
@@ -267,10 +268,43 @@ def fail_run(run_id: int, error: str) -> None:
 def retry_run(run: TrainingRun) -> TrainingRun:
     """Queue a failed step again, and move its round back to where it failed."""
     run.refresh_from_db()
-    if run.status != Status.FAILED:
-        raise Conflict(f"run {run.pk} is {run.status}; only a failed run can be retried")
-    if run.round.state == State.FAILED:
+    if run.status not in (Status.FAILED, Status.CANCELLED):
+        raise Conflict(f"run {run.pk} is {run.status}; only a failed or cancelled run can retry")
+    if run.round is not None and run.round.state == State.FAILED:
         transition(run.round, run.round.failed_from)
     TrainingRun.objects.filter(pk=run.pk).update(status=Status.QUEUED, error="", progress=0.0)
     run.refresh_from_db()
     return _enqueue(run)
+
+
+@transaction.atomic
+def cancel_run(run: TrainingRun, user: AbstractBaseUser | None = None) -> TrainingRun:
+    """Cancel a step no worker has started; its round fails, so it can be retried later.
+
+    A running step is not interrupted (a worker holds it); its message, if it is delivered
+    later, finds the run cancelled and does nothing.
+    """
+    cancelled = TrainingRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(
+        status=Status.CANCELLED, finished_at=timezone.now(), error=f"cancelled by {user or 'admin'}"
+    )
+    run.refresh_from_db()
+    if not cancelled:
+        raise Conflict(f"run {run.pk} is {run.status}; only a queued run can be cancelled")
+    if run.round is not None and run.round.state not in (State.FAILED, State.DONE):
+        transition(run.round, State.FAILED, error=f"{run.kind} step cancelled by {user or 'admin'}")
+    return run
+
+
+@transaction.atomic
+def start_comparison(
+    first: PolicyVersion, second: PolicyVersion, prompts: int, user: AbstractBaseUser | None
+) -> TrainingRun:
+    """Queue a side-by-side: both versions answer the same held-out prompts (greedy)."""
+    if first.pk == second.pk:
+        raise InvalidInput("choose two different versions")
+    if not 1 <= prompts <= 256:
+        raise InvalidInput("prompts must be between 1 and 256")
+    config = {"versions": [first.pk, second.pk], "prompts": prompts}
+    return _enqueue(
+        TrainingRun.objects.create(kind=Kind.COMPARE, config=config, created_by=user, round=None)
+    )

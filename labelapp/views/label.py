@@ -33,9 +33,9 @@ def labeler_required(view):
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    """Labelers land on their next task; admins who do not label land on the admin."""
-    if is_admin(request.user) and not is_labeler(request.user):
-        return redirect("admin:index")
+    """Labelers land on their next task; admins on the console (they may label at /label/)."""
+    if is_admin(request.user):
+        return redirect("console:dashboard")
     return redirect("label:task")
 
 

@@ -1,0 +1,350 @@
+"""The admins' console: rounds, training runs with live progress, policy versions, quality,
+import and export. Views are thin: the work is in labelapp.services."""
+
+import random
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from labelapp.access import LABELERS, is_admin
+from labelapp.forms import CompareForm, ImportForm, RoundForm, TrainForm
+from labelapp.models import (
+    Comparison,
+    LabelingRound,
+    PolicyVersion,
+    Prompt,
+    RewardModelVersion,
+    TrainingRun,
+)
+from labelapp.services import exports, imports, quality, rounds, training
+from labelapp.services.errors import ServiceError
+from labelapp.views.charts import line_chart, run_charts
+
+ACTIVE = [TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
+
+
+def admin_required(view):
+    """Login required (redirect to login), then the admins group (403 for everyone else)."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not is_admin(request.user):
+            raise PermissionDenied("only admins may use the console")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _run_timing(run: TrainingRun) -> dict:
+    """Elapsed seconds and, once there is progress, the estimated seconds left."""
+    if run.started_at is None:
+        return {"elapsed": None, "remaining": None}
+    end = run.finished_at or timezone.now()
+    elapsed = (end - run.started_at).total_seconds()
+    running = run.status == TrainingRun.Status.RUNNING and 0 < run.progress < 1
+    remaining = elapsed * (1 - run.progress) / run.progress if running else None
+    return {"elapsed": elapsed, "remaining": remaining}
+
+
+def _round_rows(round_list: list[LabelingRound]) -> list[dict]:
+    return [{"round": r, "progress": rounds.round_progress(r)} for r in round_list]
+
+
+def _round_metrics() -> list[dict]:
+    """Per trained round: RM accuracy, the policy's mean reward, win rate, comparisons."""
+    comparisons = dict(
+        Comparison.objects.values("ranking__assignment__round")
+        .annotate(n=Count("id"))
+        .values_list("ranking__assignment__round", "n")
+    )
+    reward_models = {rm.round_id: rm for rm in RewardModelVersion.objects.all()}
+    wins = {}
+    for run in TrainingRun.objects.filter(kind="compare", status="succeeded"):
+        wins[tuple(run.metrics.get("versions", []))] = run.metrics.get("win_rate")
+    rows = []
+    policies = PolicyVersion.objects.select_related("parent", "created_by_run")
+    for version in policies.filter(created_by_run__isnull=False).order_by("number"):
+        run = version.created_by_run
+        rm = reward_models.get(run.round_id)
+        parent = version.parent.number if version.parent else None
+        rows.append(
+            {
+                "round": run.round,
+                "version": version,
+                "rm_accuracy": (rm.metrics.get("eval_accuracy") if rm else None),
+                "mean_reward": version.metrics.get("last_mean_reward"),
+                "win_rate": wins.get((parent, version.number)),
+                "comparisons": comparisons.get(run.round_id, 0),
+            }
+        )
+    return rows
+
+
+@admin_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """All rounds with their progress, the current policy, active runs, metrics per round."""
+    metrics = _round_metrics()
+    accuracy = [(r["round"].number, r["rm_accuracy"]) for r in metrics if r["rm_accuracy"]]
+    context = {
+        "rows": _round_rows(list(LabelingRound.objects.order_by("-number")[:50])),
+        "current": PolicyVersion.objects.filter(is_current=True).first(),
+        "active_runs": TrainingRun.objects.filter(status__in=ACTIVE).select_related("round"),
+        "metrics": metrics,
+        "accuracy_chart": line_chart("RM held-out accuracy by round", accuracy),
+    }
+    return render(request, "console/dashboard.html", context)
+
+
+def _round_form(request: HttpRequest) -> RoundForm:
+    sources = sorted(set(Prompt.objects.exclude(source="").values_list("source", flat=True)))
+    labelers = get_user_model().objects.filter(groups__name=LABELERS).order_by("username")
+    data = request.POST if request.method == "POST" else None
+    return RoundForm(data, sources=sources, labelers=labelers)
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def round_new(request: HttpRequest) -> HttpResponse:
+    """Create a round of the current policy's answers (generated by a worker)."""
+    form = _round_form(request)
+    policy = PolicyVersion.objects.filter(is_current=True).first()
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        pool = Prompt.objects.filter(held_out=False)
+        if data["source"]:
+            pool = pool.filter(source=data["source"])
+        ids = sorted(pool.values_list("id", flat=True))
+        if data["tag"]:  # tags are a JSON list: filtered here, the same way on every database
+            tagged = pool.filter(id__in=ids).values_list("id", "tags")
+            ids = [pk for pk, tags in tagged if data["tag"] in (tags or [])]
+        if policy is None:
+            form.add_error(None, "There is no current policy: run `manage.py bootstrap_model`.")
+        elif not ids:
+            form.add_error(None, "No prompts match.")
+        else:
+            chosen = random.Random(data["seed"]).sample(ids, min(data["prompts"], len(ids)))  # noqa: S311
+            sampling = {k: data[k] for k in ("max_new_tokens", "temperature", "seed")}
+            round_ = rounds.create_round(
+                list(Prompt.objects.filter(id__in=chosen)),
+                k=data["k"],
+                overlap=data["overlap"],
+                policy_version=policy,
+                config={"sampling": sampling},
+            )
+            round_.labelers.set(data["labelers"])
+            training.start_generation(round_, sampling)
+            messages.success(
+                request, f"Round {round_.number} created; v{policy.number} is writing it."
+            )
+            return redirect("console:round", round_id=round_.pk)
+    return render(request, "console/round_new.html", {"form": form, "policy": policy})
+
+
+def _round_context(round_: LabelingRound) -> dict:
+    runs = list(round_.training_runs.order_by("id"))
+    return {
+        "round": round_,
+        "progress": rounds.round_progress(round_),
+        "runs": [{"run": run, **_run_timing(run)} for run in runs],
+        "active": any(run.status in ACTIVE for run in runs) or round_.state == "generating",
+    }
+
+
+@admin_required
+@require_GET
+def round_detail(request: HttpRequest, round_id: int) -> HttpResponse:
+    """One round: progress per labeler, training, quality, export."""
+    round_ = get_object_or_404(LabelingRound, pk=round_id)
+    context = _round_context(round_) | {
+        "quality": quality.round_quality(round_),
+        "train_form": TrainForm(initial={"method": "ppo"}),
+        "labelers": list(round_.labelers.values_list("username", flat=True)),
+    }
+    return render(request, "console/round.html", context)
+
+
+@admin_required
+@require_GET
+def round_live(request: HttpRequest, round_id: int) -> HttpResponse:
+    """The part of the round page that changes while it labels and trains (polled)."""
+    round_ = get_object_or_404(LabelingRound, pk=round_id)
+    return render(request, "console/_round_live.html", _round_context(round_))
+
+
+def _do(request: HttpRequest, action, success: str) -> None:
+    """Run a service action; its refusal becomes an error message, not a crash."""
+    try:
+        action()
+        messages.success(request, success)
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+
+
+@admin_required
+@require_POST
+def round_train(request: HttpRequest, round_id: int) -> HttpResponse:
+    round_ = get_object_or_404(LabelingRound, pk=round_id)
+    form = TrainForm(request.POST)
+    if form.is_valid():
+        method = form.cleaned_data["method"]
+        _do(
+            request,
+            lambda: training.start_training(round_, method, form.hyperparameters(), request.user),
+            f"Round {round_.number} is training ({method.upper()}).",
+        )
+    else:
+        messages.error(request, f"Training not started: {form.errors.as_text()}")
+    return redirect("console:round", round_id=round_.pk)
+
+
+@admin_required
+@require_POST
+def round_close(request: HttpRequest, round_id: int) -> HttpResponse:
+    round_ = get_object_or_404(LabelingRound, pk=round_id)
+    _do(request, lambda: rounds.close_labeling(round_), "No more tasks of this round go out.")
+    return redirect("console:round", round_id=round_.pk)
+
+
+@admin_required
+@require_GET
+def round_export(request: HttpRequest, round_id: int, fmt: str) -> StreamingHttpResponse:
+    """Comparisons as TRL JSONL, or raw rankings as JSONL, streamed."""
+    round_ = get_object_or_404(LabelingRound, pk=round_id)
+    rows = {"trl": exports.comparisons_as_trl_jsonl, "rankings": exports.rankings_as_jsonl}
+    if fmt not in rows:
+        raise PermissionDenied(f"unknown export format {fmt!r}")
+    response = StreamingHttpResponse(rows[fmt](round_), content_type="application/jsonl")
+    name = f"round-{round_.number}-{'comparisons' if fmt == 'trl' else 'rankings'}.jsonl"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+def _run_context(run: TrainingRun) -> dict:
+    steps = run.metrics.get("steps", [])
+    summary = {k: v for k, v in run.metrics.items() if k not in ("steps", "samples", "config")}
+    return {
+        "run": run,
+        **_run_timing(run),
+        "charts": run_charts(steps),
+        "summary": summary,
+        "active": run.status in ACTIVE,
+    }
+
+
+@admin_required
+@require_GET
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    """A training run: progress, time left, charts per step, its error in full, or samples."""
+    run = get_object_or_404(TrainingRun.objects.select_related("round", "created_by"), pk=run_id)
+    return render(request, "console/run.html", _run_context(run))
+
+
+@admin_required
+@require_GET
+def run_live(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun.objects.select_related("round"), pk=run_id)
+    return render(request, "console/_run_live.html", _run_context(run))
+
+
+@admin_required
+@require_POST
+def run_retry(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    _do(request, lambda: training.retry_run(run), f"Run {run.pk} is queued again.")
+    return redirect("console:run", run_id=run.pk)
+
+
+@admin_required
+@require_POST
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    _do(request, lambda: training.cancel_run(run, request.user), f"Run {run.pk} is cancelled.")
+    return redirect("console:run", run_id=run.pk)
+
+
+def _versions():
+    return PolicyVersion.objects.order_by("-number")
+
+
+@admin_required
+@require_GET
+def policies(request: HttpRequest) -> HttpResponse:
+    """Policy versions with their lineage, the current one marked, and comparisons."""
+    versions = _versions().select_related("parent", "created_by_run__round")
+    comparisons = TrainingRun.objects.filter(kind="compare").order_by("-id")[:20]
+    form = CompareForm(versions=_versions())
+    context = {"versions": versions, "form": form, "comparisons": comparisons}
+    return render(request, "console/policies.html", context)
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def policy_make_current(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Make a version current (a rollback when it is older): a confirmation, then the change."""
+    version = get_object_or_404(PolicyVersion, pk=version_id)
+    if request.method == "POST":
+        training.make_current(version)
+        messages.success(request, f"v{version.number} is now the current policy.")
+        return redirect("console:policies")
+    current = PolicyVersion.objects.filter(is_current=True).first()
+    return render(request, "console/confirm_current.html", {"version": version, "current": current})
+
+
+@admin_required
+@require_POST
+def policy_compare(request: HttpRequest) -> HttpResponse:
+    form = CompareForm(request.POST, versions=_versions())
+    if not form.is_valid():
+        messages.error(request, f"No comparison started: {form.errors.as_text()}")
+        return redirect("console:policies")
+    data = form.cleaned_data
+    try:
+        run = training.start_comparison(
+            data["first"], data["second"], data["prompts"], request.user
+        )
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+        return redirect("console:policies")
+    return redirect("console:run", run_id=run.pk)
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def import_file(request: HttpRequest) -> HttpResponse:
+    """Upload prompts (JSONL/CSV) or preference pairs (JSONL); all or nothing unless told."""
+    form = ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data, upload = form.cleaned_data, form.cleaned_data["file"]
+        options = {"source": data["source"], "skip_invalid": data["skip_invalid"]}
+        try:
+            if data["kind"] == "prompts":
+                result = imports.import_prompts(upload.name, upload, **options)
+            else:
+                result = imports.import_pairs(upload.name, upload, user=request.user, **options)
+        except ServiceError as exc:
+            form.add_error("file", str(exc))
+        else:
+            messages.success(request, result.summary())
+            return redirect("console:import")
+    return render(request, "console/import.html", {"form": form})
+
+
+@admin_required
+@require_GET
+def quality_overview(request: HttpRequest) -> HttpResponse:
+    """Per-labeler numbers over all rounds."""
+    flagged_rounds = LabelingRound.objects.annotate(
+        n=Count("assignments__ranking", filter=~Q(assignments__ranking__flags={}))
+    ).filter(n__gt=0)
+    context = {"labelers": quality.labeler_stats(None), "flagged_rounds": flagged_rounds}
+    return render(request, "console/quality.html", context)
