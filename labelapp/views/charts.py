@@ -9,15 +9,17 @@ WIDTH, HEIGHT, PAD = 320, 140, 28
 
 
 def _ticks(low: float, high: float) -> tuple[float, float]:
+    """The axis range: the data's, widened around a constant series."""
     if low == high:
-        return low - 1.0, high + 1.0
+        pad = max(abs(low) * 0.1, 0.05)
+        return low - pad, high + pad
     return low, high
 
 
 def line_chart(title: str, points: list[tuple[float, float]]) -> SafeString:
-    """An SVG chart of (x, y) points with its title and the y range; empty when no finite point."""
+    """An SVG chart of (x, y) points with its title and the y range; empty under two points."""
     points = [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
-    if not points:
+    if len(points) < 2:
         return SafeString("")
     xs, ys = [x for x, _ in points], [y for _, y in points]
     x0, x1 = _ticks(min(xs), max(xs))

@@ -156,7 +156,9 @@ def _round_context(round_: LabelingRound) -> dict:
         "round": round_,
         "progress": rounds.round_progress(round_),
         "runs": [{"run": run, **_run_timing(run)} for run in runs],
-        "active": any(run.status in ACTIVE for run in runs) or round_.state == "generating",
+        # Polled while anything can change: labelers submitting, a worker generating, training.
+        "active": round_.state in ("generating", "labeling", "training")
+        or any(run.status in ACTIVE for run in runs),
     }
 
 
