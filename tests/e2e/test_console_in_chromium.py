@@ -99,3 +99,15 @@ def test_an_admin_runs_a_round_from_the_console(workers, live_server, page, tmp_
     page.goto(f"{live_server.url}/console/")
     assert "v2" in page.locator("main").inner_text()
     page.screenshot(path=str(shots / "console-dashboard.png"), full_page=True)
+
+    # v1 and v2 side by side, written and scored by the worker.
+    page.click("text=Policy versions")
+    page.select_option("#id_first", label="v1")
+    page.select_option("#id_second", label="v2")
+    page.fill("#id_prompts", "3")
+    page.click("text=Compare on held-out prompts")
+    page.locator("#run-live >> text=succeeded").wait_for(timeout=120_000)
+    table = page.locator("table.side-by-side")
+    assert table.locator("tbody tr").count() == 3
+    assert "v2 wins" in page.locator("main").inner_text()
+    page.screenshot(path=str(shots / "console-compare.png"), full_page=True)
