@@ -1,8 +1,9 @@
-"""An admin runs a round from the console in real Chromium, against real workers on Redis.
+"""An admin runs two rounds from the console in real Chromium, against real workers on Redis.
 
 Creates the round (v1 writes it in the worker), watches the progress bar move as a labeler
-submits through the API, trains, and watches the run's progress and charts appear, all without
-reloading. SCREENSHOT_DIR=docs/screenshots saves the screenshots for the README.
+submits through the API, trains (PPO), and watches the run's progress and charts appear, all
+without reloading; compares v1 and v2 side by side; then trains round 2 (DPO) into v3.
+SCREENSHOT_DIR=docs/screenshots saves the screenshots for the README.
 """
 
 import json
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from labelapp.models import LabelingRound, Prompt
+from labelapp.models import LabelingRound, PolicyVersion, Prompt
 from labelapp.services.simulation import preference, rank_by, simulate
 from labelapp.services.tokens import issue_token
 from labelapp.services.training import register_base_policy
@@ -111,3 +112,20 @@ def test_an_admin_runs_a_round_from_the_console(workers, live_server, page, tmp_
     assert table.locator("tbody tr").count() == 3
     assert "v2 wins" in page.locator("main").inner_text()
     page.screenshot(path=str(shots / "console-compare.png"), full_page=True)
+
+    # Round 2, written by v2, is ranked and trained from the console too, with DPO this time.
+    round2 = LabelingRound.objects.get(number=2)
+    report = simulate(live_server.url, tokens, 2, preference("longer"))
+    assert (report.submitted, report.errors) == (6, 0)
+    page.goto(f"{live_server.url}/console/rounds/{round2.pk}/")
+    page.locator("#round-live >> text=6 / 6 ranked").wait_for()
+    page.select_option("#id_method", "dpo")
+    page.click("button:text('Train')")
+    page.locator("#round-live >> text=dpo (run").wait_for(timeout=60_000)
+    wait_for(
+        lambda: LabelingRound.objects.filter(number=3, state="labeling").exists(),
+        240,
+        "round 3 from v3 (DPO)",
+        workers,
+    )
+    assert PolicyVersion.objects.get(number=3).method == "dpo"
