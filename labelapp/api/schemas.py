@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from ninja import Field, Schema
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictInt
 
 
 class PromptOut(Schema):
@@ -28,9 +28,12 @@ class TaskOut(Schema):
 class RankingIn(Schema):
     ranking: list[str] = Field(..., description="Labels best -> worst, e.g. ['C','A','D','B'].")
     flags: dict[str, list[str]] = Field(default_factory=dict, description="{label: [flag, ...]}")
-    quality: int | None = Field(None, description="Overall quality, 1-7.")
+    # Strict: JSON true is not the integer 1.
+    quality: StrictInt | None = Field(None, description="Overall quality, 1-7.")
     demonstration: str = Field("", description="A better answer, written by the labeler.")
-    time_spent_ms: int | None = Field(None, description="Time on task; server-measured if absent.")
+    time_spent_ms: StrictInt | None = Field(
+        None, description="Time on task; server-measured if absent."
+    )
     client_submission_id: str = Field("", max_length=100)
 
 

@@ -174,6 +174,8 @@ def skip_assignment(labeler: AbstractBaseUser, assignment_id: int, reason: str) 
     check_open_for_work(assignment, now)
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInput("a reason is required to skip")
+    if "\x00" in reason:
+        raise InvalidInput("the reason contains a NUL character")
     if len(reason) > SKIP_REASON_MAX_CHARS:
         raise InvalidInput(f"the reason is longer than {SKIP_REASON_MAX_CHARS} characters")
     assignment.state = Assignment.State.SKIPPED

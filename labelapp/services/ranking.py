@@ -79,6 +79,8 @@ def _validated(submission: RankingSubmission, labels: list[str]) -> RankingSubmi
     demonstration = submission.demonstration or ""
     if not isinstance(demonstration, str):
         raise InvalidInput("demonstration must be text")
+    if "\x00" in demonstration:  # PostgreSQL cannot store it; no keyboard types it
+        raise InvalidInput("the demonstration contains a NUL character")
     if len(demonstration) > settings.DEMONSTRATION_MAX_CHARS:
         raise InvalidInput(
             f"the demonstration is longer than {settings.DEMONSTRATION_MAX_CHARS} characters"

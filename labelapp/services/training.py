@@ -24,6 +24,7 @@ from labelapp.models import (
 )
 from labelapp.queue import enqueue_on_commit
 from labelapp.services.errors import Conflict, InvalidInput
+from labelapp.services.hyperparameters import check_hyperparameters
 from labelapp.services.rounds import create_round, start_labeling, transition
 
 METHODS = ("ppo", "rloo", "grpo", "dpo")
@@ -75,6 +76,7 @@ def start_training(
     """Close the round's labeling and queue its first step, the reward model."""
     if method not in METHODS:
         raise InvalidInput(f"method must be one of {', '.join(METHODS)}")
+    check_hyperparameters(method, hyperparameters)
     if round_.state != State.LABELING:
         raise Conflict(f"round {round_.number} is {round_.state}; only a labeling round can train")
     if not round_.assignments.filter(ranking__isnull=False).exists():

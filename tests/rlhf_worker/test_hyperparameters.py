@@ -1,0 +1,30 @@
+"""The web side's list of training settings matches the worker's config dataclasses."""
+
+import dataclasses
+
+import pytest
+
+from labelapp.services import hyperparameters as hp
+from rlhf_worker.training.dpo import DPOSettings
+from rlhf_worker.training.online import OnlineRLSettings
+from rlhf_worker.training.ppo import PPOConfig
+from rlhf_worker.training.reward import RewardConfig
+from rlhf_worker.training.sft import SFTConfig
+
+TYPES = {"int": int, "float": float, "bool": bool}
+
+
+@pytest.mark.parametrize(
+    ("table", "config"),
+    [
+        (hp.PPO, PPOConfig),
+        (hp.ONLINE, OnlineRLSettings),
+        (hp.DPO, DPOSettings),
+        (hp.REWARD, RewardConfig),
+        (hp.SFT, SFTConfig),
+    ],
+    ids=lambda x: getattr(x, "__name__", ""),
+)
+def test_the_table_lists_every_config_field_with_its_type(table, config):
+    fields = {f.name: TYPES.get(str(f.type), f.type) for f in dataclasses.fields(config)}
+    assert table == fields
