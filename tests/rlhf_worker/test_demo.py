@@ -50,7 +50,16 @@ def test_demo_generates_a_round_on_the_embedded_broker_and_stops_cleanly(tmp_pat
     argv = [sys.executable, "manage.py", "demo", "--port", str(port), "--prompts", "4"]
     argv += ["--base-model", str(tiny_model_dir)]
     with log.open("w") as out:
-        demo = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # Started the way a shell starts a background job, with SIGINT ignored: Ctrl-C (SIGINT)
+        # must stop it all the same.
+        demo = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
     try:
         wait_until(lambda: "The demo runs at" in log.read_text(), 90, "the site", log)
         output = log.read_text()

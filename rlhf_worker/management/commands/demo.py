@@ -48,8 +48,9 @@ def wait_for_http(url: str, timeout: float) -> None:
     raise CommandError(f"the web server did not answer at {url} within {timeout:.0f} s")
 
 
-def stop_on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM stops the demo like Ctrl-C does."""
+def stop_demo(signum: int, frame: object) -> None:
+    """SIGINT (Ctrl-C) and SIGTERM stop the demo, also where a shell started it with SIGINT
+    ignored (a background job), which would otherwise leave it deaf to Ctrl-C."""
     raise KeyboardInterrupt
 
 
@@ -77,6 +78,8 @@ class Command(BaseCommand):
         parser.add_argument("--prompts", type=int, default=252, help="Prompts in round 1.")
 
     def handle(self, host, port, base_model, simulate, preference, prompts, **options):
+        signal.signal(signal.SIGINT, stop_demo)
+        signal.signal(signal.SIGTERM, stop_demo)
         env = self._child_env()
         call_command("migrate", verbosity=0)
         self._base_model(base_model, env)
@@ -162,8 +165,7 @@ class Command(BaseCommand):
         sys.stdout.flush()
 
     def _watch(self, children: list[subprocess.Popen]) -> None:
-        """Wait until Ctrl-C (or SIGTERM), or until a child dies on its own."""
-        signal.signal(signal.SIGTERM, stop_on_sigterm)
+        """Wait until Ctrl-C or SIGTERM, or until a child dies on its own."""
         while True:
             for child in children:
                 if child.poll() is not None:
