@@ -188,6 +188,12 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["round", "state"]),
             models.Index(fields=["labeler", "state"]),
+            # assign_next's walk to the first free slot of a round, in id order.
+            models.Index(
+                fields=["round", "id"],
+                condition=Q(state__in=["open", "reserved"]),
+                name="assignment_free_slots",
+            ),
         ]
         constraints = [
             # A labeler never gets the same prompt of a round twice (NULL labelers are distinct).

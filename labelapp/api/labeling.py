@@ -7,7 +7,7 @@ from labelapp.api.auth import require_labeler
 from labelapp.api.schemas import Detail, RankingIn, RankingOut, SkipIn, SkipOut, TaskOut
 from labelapp.models import Assignment, Completion
 from labelapp.services.assignment import assign_next, skip_assignment
-from labelapp.services.ranking import RankingSubmission, submit_ranking
+from labelapp.services.ranking import RankingSubmission, expand_to_comparisons, submit_ranking
 
 router = Router(tags=["labeling"])
 ERRORS = {401: Detail, 403: Detail}
@@ -45,7 +45,9 @@ def post_ranking(request: HttpRequest, assignment_id: int, body: RankingIn):
     """Rank the assignment's completions best -> worst. The same body again answers 200."""
     submission = RankingSubmission(**body.dict())
     ranking, created = submit_ranking(require_labeler(request), assignment_id, submission)
-    payload = {"ranking_id": ranking.pk, "comparisons": ranking.comparisons.count()}
+    # The pairs were written with the ranking, in the same transaction: count them, don't query.
+    comparisons = len(expand_to_comparisons(ranking.order))
+    payload = {"ranking_id": ranking.pk, "comparisons": comparisons}
     return Status((201 if created else 200), payload)
 
 

@@ -54,8 +54,8 @@ def _active(labeler: AbstractBaseUser, now) -> Assignment | None:
     )
 
 
-def _claim(slot: Assignment, labeler: AbstractBaseUser, now) -> Assignment | None:
-    """Take a free slot for `labeler`; None if someone else got there first."""
+def _claim(slot: Assignment, labeler: AbstractBaseUser, now) -> int | None:
+    """Take a free slot for `labeler`; the id of their assignment, None if someone else got it."""
     reserved = {
         "state": Assignment.State.RESERVED,
         "reserved_at": now,
@@ -66,14 +66,14 @@ def _claim(slot: Assignment, labeler: AbstractBaseUser, now) -> Assignment | Non
         claimed = Assignment.objects.filter(pk=slot.pk, state=Assignment.State.RESERVED).update(
             reserved_until=reserved["reserved_until"]
         )
-        return Assignment.objects.get(pk=slot.pk) if claimed else None
+        return slot.pk if claimed else None
     if slot.state == Assignment.State.OPEN:
         claimed = Assignment.objects.filter(
             pk=slot.pk, state=Assignment.State.OPEN, labeler__isnull=True
         ).update(
             labeler=labeler, order=_shuffled_completion_ids(slot.round, slot.prompt_id), **reserved
         )
-        return Assignment.objects.get(pk=slot.pk) if claimed else None
+        return slot.pk if claimed else None
     # Someone else's reservation ran out: close it (their late submit will get 410) and give
     # the prompt to this labeler in a new row.
     expired = Assignment.objects.filter(
@@ -87,6 +87,25 @@ def _claim(slot: Assignment, labeler: AbstractBaseUser, now) -> Assignment | Non
         labeler=labeler,
         order=_shuffled_completion_ids(slot.round, slot.prompt_id),
         **reserved,
+    ).pk
+
+
+def _free_slots(round_: LabelingRound, labeler: AbstractBaseUser, now):
+    """The round's slots `labeler` may take, first made first, row-locked as they are read.
+
+    One round at a time, ordered by id alone: the partial index assignment_free_slots then
+    yields the first free slot directly, instead of every free slot of the round being read
+    and sorted on each call.
+    """
+    seen = Assignment.objects.filter(round=round_, prompt=OuterRef("prompt"), labeler=labeler)
+    free = Q(state=Assignment.State.OPEN) | Q(
+        state=Assignment.State.RESERVED, reserved_until__lte=now
+    )
+    return (
+        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(free, round=round_)
+        .filter(~Exists(seen) | Q(labeler=labeler))
+        .order_by("id")
     )
 
 
@@ -105,29 +124,23 @@ def assign_next(labeler: AbstractBaseUser) -> Assignment | None:
     if current is not None:
         return current
 
-    seen = Assignment.objects.filter(
-        round=OuterRef("round"), prompt=OuterRef("prompt"), labeler=labeler
-    )
-    free = Q(state=Assignment.State.OPEN) | Q(
-        state=Assignment.State.RESERVED, reserved_until__lte=now
-    )
     # A round with chosen labelers is only for them; one with none chosen is for everyone.
-    chosen = LabelingRound.labelers.through.objects.filter(labelinground_id=OuterRef("round_id"))
-    candidates = (
-        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("round")
-        .filter(free, round__state=LabelingRound.State.LABELING)
-        .filter(~Exists(seen) | Q(labeler=labeler))
+    chosen = LabelingRound.labelers.through.objects.filter(labelinground_id=OuterRef("pk"))
+    rounds = (
+        LabelingRound.objects.filter(state=LabelingRound.State.LABELING)
         .filter(~Exists(chosen) | Exists(chosen.filter(user_id=labeler.pk)))
-        .order_by("round__number", "id")
+        .order_by("number")
     )
-    for _ in range(_CLAIM_ATTEMPTS):
-        slot = candidates.first()
-        if slot is None:
-            return None
-        claimed = _claim(slot, labeler, now)
-        if claimed is not None:
-            return Assignment.objects.select_related("round", "prompt").get(pk=claimed.pk)
+    for round_ in rounds:
+        candidates = _free_slots(round_, labeler, now)
+        for _ in range(_CLAIM_ATTEMPTS):
+            slot = candidates.first()
+            if slot is None:
+                break
+            slot.round = round_
+            claimed = _claim(slot, labeler, now)
+            if claimed is not None:
+                return Assignment.objects.select_related("round", "prompt").get(pk=claimed)
     return None
 
 

@@ -2,11 +2,16 @@
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from labelapp.models import ApiToken
+
+# last_used_at is for an admin's "is this token still in use?": to the minute is enough, and a
+# write (a commit waiting on the disk) on every API call is not.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def _digest(raw: str) -> str:
@@ -25,5 +30,7 @@ def user_for_token(raw: str) -> AbstractBaseUser | None:
     token = ApiToken.objects.select_related("user").filter(key_hash=_digest(raw)).first()
     if token is None or not token.user.is_active:
         return None
-    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
