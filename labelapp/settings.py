@@ -224,6 +224,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR", BASE_DIR / "artifacts"))
 BASE_MODEL = os.environ.get("BASE_MODEL", str(ARTIFACTS_DIR / "base-model"))
+# transformers, or vllm on a GPU host that has it (falls back to transformers elsewhere).
+GENERATION_ENGINE = os.environ.get("GENERATION_ENGINE", "transformers")
 
 # Labeling.
 ASSIGNMENT_RESERVATION_SECONDS = envint("ASSIGNMENT_RESERVATION_SECONDS", 30 * 60)

@@ -22,7 +22,7 @@ from labelapp.models import TrainingRun as Run
 from labelapp.services.training import policy_dir, report_progress, save_generated
 from rlhf_worker.training.compare import compare_policies
 from rlhf_worker.training.dpo import DPOSettings, train_dpo
-from rlhf_worker.training.generate import GenerationConfig, generate_completions
+from rlhf_worker.training.generate import GenerationConfig, sample_completions
 from rlhf_worker.training.online import OnlineRLSettings, train_online
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import RewardConfig, train_reward_model
@@ -141,14 +141,17 @@ def generate_step(run: Run) -> dict:
     """Sample K completions per prompt of the round from its policy version."""
     round_ = run.round
     prompts = list(round_.prompts.order_by("id").values_list("id", "text"))
-    config = config_from(GenerationConfig, {**run.config, "k": round_.k})
-    outputs = generate_completions(
+    config = config_from(
+        GenerationConfig, {"engine": settings.GENERATION_ENGINE, **run.config, "k": round_.k}
+    )
+    generation = sample_completions(
         policy_dir(round_.policy_version), [text for _, text in prompts], config
     )
+    outputs = generation.completions
     stored = save_generated(
         run, [(pid, samples) for (pid, _), samples in zip(prompts, outputs, strict=True)]
     )
-    return {"metrics": {"completions": stored, "prompts": len(prompts)}}
+    return {"metrics": {"completions": stored, "prompts": len(prompts), **generation.metrics}}
 
 
 def compare_step(run: Run) -> dict:

@@ -48,6 +48,9 @@ PPO = {
     "whiten_advantages": bool,
     "reward_batch_size": int,
     "seed": int,
+    "lora_r": int,
+    "lora_alpha": int,
+    "gradient_checkpointing": bool,
 }
 ONLINE = {  # RLOO and GRPO
     "steps": int,

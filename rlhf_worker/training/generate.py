@@ -1,10 +1,16 @@
 """Sample K completions per prompt from a causal LM: the answers labelers rank.
 
 Prompts are sorted by length and generated in batches (left-padded, so every row's next token
-is appended at the same column), K samples per prompt from one forward of its prompt, with the
-KV cache. Each completion is cut at its first EOS and decoded without special tokens.
+is appended at the same column), the K samples of a prompt in the same generate call
+(num_return_sequences: transformers repeats each prompt K times), with the KV cache, under
+torch.inference_mode. Each completion is cut at its first EOS and decoded without special
+tokens. On a GPU host with vLLM installed, `engine="vllm"` samples with vLLM instead; where vLLM
+is missing (or there is no GPU) it falls back to transformers, with a warning.
 """
 
+import importlib.util
+import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +19,10 @@ from transformers import GenerationConfig as HFGenerationConfig
 
 from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, pick_device
 from rlhf_worker.training.format import format_prompt
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("transformers", "vllm")
 
 
 @dataclass
@@ -28,23 +38,131 @@ class GenerationConfig:
         default=256, metadata={"help": "Formatted prompts keep their last this many tokens."}
     )
     seed: int = field(default=0, metadata={"help": "Seed of the sampling."})
+    engine: str = field(
+        default="transformers",
+        metadata={
+            "help": "transformers, or vllm (a GPU host with the vllm extra); vllm falls back to "
+            "transformers, with a warning, where it is not installed or there is no GPU. The "
+            "two engines draw different samples from the same seed."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
 
 
-@torch.inference_mode()
+@dataclass
+class Generation:
+    """The completions of one generate call, and how fast they came."""
+
+    completions: list[list[dict]]  # K per prompt, in the order of the prompts
+    metrics: dict  # engine, sampled_tokens, seconds, tokens_per_second[, gpu_peak_memory_mb]
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices into `lengths`, shortest first, cut into batches: similar lengths pad least."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def peak_memory_metrics(device: torch.device) -> dict:
+    """{"gpu_peak_memory_mb": …} since the last torch.cuda.reset_peak_memory_stats; {} off CUDA."""
+    if device.type != "cuda":
+        return {}
+    return {"gpu_peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
+
+
+def pick_engine(name: str) -> str:
+    """The engine that will run: `name`, or transformers when vllm cannot run here."""
+    if name == "vllm" and importlib.util.find_spec("vllm") is None:
+        logger.warning("generation engine vllm is not installed: generating with transformers")
+        return "transformers"
+    if name == "vllm" and not torch.cuda.is_available():
+        logger.warning("generation engine vllm needs a GPU: generating with transformers")
+        return "transformers"
+    return name
+
+
 def generate_completions(
     model_dir: str | Path, prompts: list[str], config: GenerationConfig
 ) -> list[list[dict]]:
-    """K completions for each prompt, in the order of `prompts`.
+    """K completions for each prompt, in the order of `prompts` (sample_completions' list)."""
+    return sample_completions(model_dir, prompts, config).completions
+
+
+def sample_completions(
+    model_dir: str | Path, prompts: list[str], config: GenerationConfig
+) -> Generation:
+    """K completions for each prompt, in the order of `prompts`, and the speed of sampling them.
 
     Each completion is {"text", "prompt_tokens", "completion_tokens", "finished", "sampling"}:
     completion_tokens counts the generated tokens up to and including EOS, and finished says
     whether EOS came within max_new_tokens. Same prompts, config and seed give the same output.
+    Metrics: the engine that ran, sampled_tokens (completion tokens of every sequence sampled;
+    greedy decoding samples one per prompt and copies it K times), seconds of sampling (model
+    loading excluded), tokens_per_second, and on CUDA with transformers gpu_peak_memory_mb.
     """
+    engine = pick_engine(config.engine)
     if not prompts:
-        return []
-    device = pick_device()
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        metrics = {"engine": engine, "sampled_tokens": 0, "seconds": 0.0, "tokens_per_second": 0.0}
+        return Generation([], metrics)
     tokenizer = load_tokenizer(model_dir)
+    # Truncate from the left: the template's "### Response:" at the end must survive.
+    encoded = [
+        tokenizer(format_prompt(p))["input_ids"][-config.max_prompt_length :] for p in prompts
+    ]
+    sample = _sample_with_vllm if engine == "vllm" else _sample_with_transformers
+    sampled, seconds, device_metrics = sample(model_dir, tokenizer, encoded, config)
+
+    sampling = {
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "max_new_tokens": config.max_new_tokens,
+        "seed": config.seed,
+    }
+    eos = tokenizer.eos_token_id
+    results: list[list[dict]] = []
+    sampled_tokens = 0
+    for prompt_ids, sequences in zip(encoded, sampled, strict=True):
+        completions = []
+        for tokens in sequences:
+            finished = eos in tokens
+            if finished:
+                tokens = tokens[: tokens.index(eos) + 1]
+            sampled_tokens += len(tokens)
+            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            # Greedy decoding gives one answer per prompt; it is copied k times.
+            completions += [
+                {
+                    "text": text,
+                    "prompt_tokens": len(prompt_ids),
+                    "completion_tokens": len(tokens),
+                    "finished": finished,
+                    "sampling": dict(sampling),
+                }
+                for _ in range(config.k // len(sequences))
+            ]
+        results.append(completions)
+    metrics = {
+        "engine": engine,
+        "sampled_tokens": sampled_tokens,
+        "seconds": round(seconds, 3),
+        "tokens_per_second": round(sampled_tokens / max(seconds, 1e-9), 1),
+        **device_metrics,
+    }
+    return Generation(results, metrics)
+
+
+@torch.inference_mode()
+def _sample_with_transformers(
+    model_dir: str | Path, tokenizer, encoded: list[list[int]], config: GenerationConfig
+) -> tuple[list[list[list[int]]], float, dict]:
+    """Sampled token ids per prompt (EOS and padding not yet cut), seconds, device metrics."""
+    device = pick_device()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = load_causal_lm(model_dir, device=device, dtype=dtype).eval()
 
     greedy = config.temperature <= 0
@@ -54,47 +172,57 @@ def generate_completions(
         top_p=None if greedy else config.top_p,
         top_k=None if greedy else 0,  # nucleus sampling only, not HF's default top-50 cut
         max_new_tokens=config.max_new_tokens,
-        # Greedy decoding gives one answer per prompt; it is copied k times below.
         num_return_sequences=1 if greedy else config.k,
         use_cache=True,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    sampling = {
-        "temperature": config.temperature,
-        "top_p": config.top_p,
-        "max_new_tokens": config.max_new_tokens,
-        "seed": config.seed,
-    }
-
-    # Truncate from the left: the template's "### Response:" at the end must survive.
-    encoded = [
-        tokenizer(format_prompt(p))["input_ids"][-config.max_prompt_length :] for p in prompts
-    ]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # less padding per batch
-    results: list[list[dict]] = [[] for _ in prompts]
+    per_prompt = hf_config.num_return_sequences
+    sampled: list[list[list[int]]] = [[] for _ in encoded]
+    started = time.monotonic()
     torch.manual_seed(config.seed)
-    for start in range(0, len(order), config.batch_size):
-        idx = order[start : start + config.batch_size]
+    for idx in length_sorted_batches([len(ids) for ids in encoded], config.batch_size):
         batch = tokenizer.pad(
             {"input_ids": [encoded[i] for i in idx]}, padding_side="left", return_tensors="pt"
         ).to(device)
         sequences = model.generate(**batch, generation_config=hf_config)
         new_tokens = sequences[:, batch["input_ids"].shape[1] :].cpu()  # [len(idx) * k, T]
-        per_prompt = hf_config.num_return_sequences
         for row, tokens in enumerate(new_tokens.tolist()):
-            i = idx[row // per_prompt]  # generate returns a prompt's samples consecutively
-            finished = tokenizer.eos_token_id in tokens
-            if finished:
-                tokens = tokens[: tokens.index(tokenizer.eos_token_id) + 1]
-            results[i] += [
-                {
-                    "text": tokenizer.decode(tokens, skip_special_tokens=True),
-                    "prompt_tokens": len(encoded[i]),
-                    "completion_tokens": len(tokens),
-                    "finished": finished,
-                    "sampling": dict(sampling),
-                }
-                for _ in range(config.k // per_prompt)
-            ]
-    return results
+            sampled[idx[row // per_prompt]].append(tokens)  # a prompt's samples are consecutive
+    return sampled, time.monotonic() - started, peak_memory_metrics(device)
+
+
+def _sample_with_vllm(
+    model_dir: str | Path, tokenizer, encoded: list[list[int]], config: GenerationConfig
+) -> tuple[list[list[list[int]]], float, dict]:
+    """The same as _sample_with_transformers, with vLLM. Untested in this project's CI (no GPU).
+
+    vLLM batches and pages the KV cache itself; it runs in bf16 and reserves most of the GPU
+    while it lives, so it suits a worker that only generates. Its memory is not torch's, so no
+    gpu_peak_memory_mb is reported.
+    """
+    from vllm import LLM, SamplingParams  # optional: the vllm extra, GPU hosts only
+
+    greedy = config.temperature <= 0
+    params = SamplingParams(
+        n=1 if greedy else config.k,
+        temperature=0.0 if greedy else config.temperature,
+        top_p=1.0 if greedy else config.top_p,
+        max_tokens=config.max_new_tokens,
+        seed=config.seed,
+    )
+    llm = LLM(model=str(model_dir), dtype="bfloat16", seed=config.seed)
+    started = time.monotonic()
+    outputs = llm.generate([{"prompt_token_ids": ids} for ids in encoded], params)
+    seconds = time.monotonic() - started
+    sampled = []
+    for output in outputs:  # in the order of the prompts
+        sequences = []
+        for sample in output.outputs:
+            tokens = list(sample.token_ids)
+            # vLLM stops at EOS with finish_reason "stop"; keep EOS in the tokens either way.
+            if sample.finish_reason == "stop" and tokenizer.eos_token_id not in tokens:
+                tokens.append(tokenizer.eos_token_id)
+            sequences.append(tokens)
+        sampled.append(sequences)
+    return sampled, seconds, {}

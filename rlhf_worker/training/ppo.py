@@ -14,18 +14,25 @@ TRL removed its PPOTrainer, so this is ours. The formulation follows InstructGPT
 - `ppo_epochs` passes over shuffled minibatches minimise the clipped surrogate loss plus
   `vf_coef` times the clipped value loss.
 
+Memory switches, both off by default: `lora_r` trains LoRA adapters instead of the policy's
+weights, so the reference policy is the same model with its adapters off rather than a second
+copy; `gradient_checkpointing` recomputes layer activations in the backward pass.
+
 Shapes: B is the number of rollouts, P the (left-padded) prompt length, T the response length.
 Position t of the response is predicted from position P - 1 + t of the full sequence.
 """
 
 import math
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import GenerationConfig, PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from rlhf_worker.training.artifacts import (
     load_causal_lm,
@@ -35,6 +42,7 @@ from rlhf_worker.training.artifacts import (
     save_model,
 )
 from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.generate import peak_memory_metrics
 from rlhf_worker.training.reward import score_completions
 
 RewardFn = Callable[[list[str], list[str]], list[float]]
@@ -74,6 +82,24 @@ class PPOConfig:
     )
     reward_batch_size: int = field(default=16, metadata={"help": "Batch size for scoring."})
     seed: int = field(default=0, metadata={"help": "Seed of prompt order, sampling and init."})
+    lora_r: int = field(
+        default=0,
+        metadata={
+            "help": "LoRA rank on every linear layer of the policy; 0 trains all its weights. With "
+            "LoRA the reference policy is the policy with its adapters off (no second copy), and "
+            "the adapters are merged into the saved policy."
+        },
+    )
+    lora_alpha: int = field(
+        default=16, metadata={"help": "LoRA scale: adapter updates are scaled by alpha / r."}
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={
+            "help": "Recompute the policy's and critic's layer activations in the backward pass "
+            "of the updates: less memory for about a third more compute."
+        },
+    )
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -188,6 +214,55 @@ def _token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
+def _with_lora(policy: PreTrainedModel, config: PPOConfig) -> PreTrainedModel:
+    """The policy with trainable LoRA adapters on all its linear layers, its weights frozen."""
+    from peft import LoraConfig, get_peft_model  # imported only when asked for: it is slow
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.0,  # the models run in eval mode: no dropout anywhere (see train_ppo)
+        target_modules="all-linear",  # every linear layer but the output head
+        task_type="CAUSAL_LM",
+    )
+    with warnings.catch_warnings():  # peft still asks for transformers' old attribute name
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+        return get_peft_model(policy, lora).eval()
+
+
+@contextmanager
+def _as_reference(
+    policy: PreTrainedModel, ref_policy: PreTrainedModel | None
+) -> Iterator[PreTrainedModel]:
+    """The reference policy: its own copy, or (LoRA) the policy with its adapters off."""
+    if ref_policy is not None:
+        yield ref_policy
+    else:
+        with policy.disable_adapter():
+            yield policy
+
+
+@contextmanager
+def _activation_checkpointing(models: list[PreTrainedModel], enabled: bool) -> Iterator[None]:
+    """Checkpoint the layers of `models` inside the block, when enabled.
+
+    transformers checkpoints a layer only while layer.training is set. Setting it on the layers
+    alone keeps their dropouts in eval mode, and only here, so rollouts keep their KV cache.
+    """
+    if not enabled:
+        yield
+        return
+    modules = [m for model in models for m in model.modules()]
+    layers = [m for m in modules if isinstance(m, GradientCheckpointingLayer)]
+    for layer in layers:
+        layer.training = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.training = False
+
+
 def train_ppo(
     policy_dir: str | Path,
     reward_dir: str | Path,
@@ -207,32 +282,45 @@ def train_ppo(
     kl (mean over rollouts of the summed per-token log-ratio to the reference), entropy (per
     token), policy_loss, value_loss and clip_fraction (means over the step's updates),
     mean_response_length (tokens, EOS included) and no_eos_fraction.
-    Saves the policy (causal LM only) to `out_dir` and returns a summary: first/last mean
-    reward, final kl, the per-step metrics, seconds and the config.
+    Saves the policy (causal LM only, LoRA adapters merged) to `out_dir` and returns a
+    summary: first/last mean reward, final kl, the per-step metrics, seconds,
+    tokens_per_second (response tokens sampled per second of the training loop),
+    trainable_policy_parameters, gpu_peak_memory_mb (on CUDA only) and the config.
     """
     if not prompts:
         raise ValueError("train_ppo needs at least one prompt")
     started = time.monotonic()
     torch.manual_seed(config.seed)
     device = pick_device()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     tokenizer = load_tokenizer(policy_dir)
 
     # Policy and critic in float32: PPO's ratios and small value updates are fragile in half
     # precision. eval() everywhere: no dropout, so rollout and update forwards agree exactly.
     policy = load_causal_lm(policy_dir, device=device, dtype=torch.float32).eval()
-    ref_policy = load_causal_lm(policy_dir, device=device, dtype=torch.float32).eval()
+    if config.gradient_checkpointing:
+        policy.activation_checkpointing_enable()
+    ref_policy = None
+    if config.lora_r > 0:
+        policy = _with_lora(policy, config)
+    else:
+        ref_policy = load_causal_lm(policy_dir, device=device, dtype=torch.float32).eval()
+        ref_policy.requires_grad_(False)
     critic = load_reward_model(reward_dir, device=device, dtype=torch.float32).eval()
+    if config.gradient_checkpointing:
+        critic.activation_checkpointing_enable()
     reward_model = None
     if reward_fn is None:
         reward_model = load_reward_model(reward_dir, device=device).eval()
         reward_model.requires_grad_(False)
-    ref_policy.requires_grad_(False)
     for model in (critic, reward_model):  # both read the policy's token ids
         if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
             raise ValueError(f"{type(model).__name__} vocabulary is smaller than the policy's")
 
     optimizer = torch.optim.AdamW(
-        [*policy.parameters(), *critic.parameters()], lr=config.learning_rate
+        [p for p in (*policy.parameters(), *critic.parameters()) if p.requires_grad],
+        lr=config.learning_rate,
     )
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     generation_config = GenerationConfig(
@@ -249,6 +337,7 @@ def train_ppo(
     order_rng = torch.Generator().manual_seed(config.seed)
     order: list[int] = []
     history: list[dict[str, float]] = []
+    loop_started = time.monotonic()
 
     for step in range(1, config.steps + 1):
         batch_prompts = []
@@ -288,9 +377,10 @@ def train_ppo(
             probs = logits.softmax(-1)
             entropy = torch.logsumexp(logits, -1) - (probs * logits).sum(-1)  # [B, T]
             del logits, probs
-            ref_logits = _policy_logits(
-                ref_policy, input_ids, attention_mask, P, config.temperature
-            )
+            with _as_reference(policy, ref_policy) as reference:
+                ref_logits = _policy_logits(
+                    reference, input_ids, attention_mask, P, config.temperature
+                )
             ref_logprobs = _token_logprobs(ref_logits, responses)
             del ref_logits
             values = _values(critic, input_ids, attention_mask, P)
@@ -325,30 +415,31 @@ def train_ppo(
         # ---- PPO updates.
         losses: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_fraction": []}
         B = len(batch_prompts)
-        for _ in range(config.ppo_epochs):
-            perm = torch.randperm(B, device=device)
-            for start in range(0, B, config.mini_batch_size):
-                idx = perm[start : start + config.mini_batch_size]
-                mb_mask = fmask[idx]
-                new_logits = _policy_logits(
-                    policy, input_ids[idx], attention_mask[idx], P, config.temperature
-                )
-                new_logprobs = _token_logprobs(new_logits, responses[idx])
-                new_values = _values(critic, input_ids[idx], attention_mask[idx], P)
-                pg_loss, clip_fraction = policy_loss(
-                    new_logprobs, logprobs[idx], advantages[idx], mb_mask, config.cliprange
-                )
-                vf_loss = value_loss(
-                    new_values, values[idx], returns[idx], mb_mask, config.cliprange_value
-                )
-                loss = pg_loss + config.vf_coef * vf_loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                optimizer.step()
-                losses["policy_loss"].append(pg_loss.item())
-                losses["value_loss"].append(vf_loss.item())
-                losses["clip_fraction"].append(clip_fraction.item())
+        with _activation_checkpointing([policy, critic], config.gradient_checkpointing):
+            for _ in range(config.ppo_epochs):
+                perm = torch.randperm(B, device=device)
+                for start in range(0, B, config.mini_batch_size):
+                    idx = perm[start : start + config.mini_batch_size]
+                    mb_mask = fmask[idx]
+                    new_logits = _policy_logits(
+                        policy, input_ids[idx], attention_mask[idx], P, config.temperature
+                    )
+                    new_logprobs = _token_logprobs(new_logits, responses[idx])
+                    new_values = _values(critic, input_ids[idx], attention_mask[idx], P)
+                    pg_loss, clip_fraction = policy_loss(
+                        new_logprobs, logprobs[idx], advantages[idx], mb_mask, config.cliprange
+                    )
+                    vf_loss = value_loss(
+                        new_values, values[idx], returns[idx], mb_mask, config.cliprange_value
+                    )
+                    loss = pg_loss + config.vf_coef * vf_loss
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                    optimizer.step()
+                    losses["policy_loss"].append(pg_loss.item())
+                    losses["value_loss"].append(vf_loss.item())
+                    losses["clip_fraction"].append(clip_fraction.item())
 
         metrics = {
             "mean_reward": scores.mean().item(),  # after the missing-EOS penalty
@@ -362,6 +453,11 @@ def train_ppo(
         if on_step is not None:
             on_step(step, config.steps, metrics)
 
+    loop_seconds = time.monotonic() - loop_started
+    response_tokens = sum(round(m["mean_response_length"] * config.batch_size) for m in history)
+    trainable_parameters = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    if ref_policy is None:
+        policy = policy.merge_and_unload()  # a plain model: from_pretrained loads it
     save_model(policy, tokenizer, out_dir)
     final = history[-1] if history else {}
     return {
@@ -370,5 +466,8 @@ def train_ppo(
         "final_kl": final.get("kl", math.nan),
         "steps": history,
         "seconds": time.monotonic() - started,
+        "tokens_per_second": response_tokens / max(loop_seconds, 1e-9),
+        "trainable_policy_parameters": trainable_parameters,
+        **peak_memory_metrics(device),
         "config": asdict(config),
     }
