@@ -19,7 +19,6 @@ from labelapp.models import LabelingRound, PolicyVersion, Prompt
 from labelapp.services.simulation import preference, rank_by, simulate
 from labelapp.services.tokens import issue_token
 from labelapp.services.training import register_base_policy
-from tests.browser.conftest import chromium, page  # noqa: F401
 from tests.conftest import PASSWORD, make_user
 from tests.e2e.conftest import wait_for
 
@@ -43,7 +42,7 @@ def rank_one(base_url: str, token: str) -> None:
     call(f"/api/v1/assignments/{task['assignment_id']}/ranking", {"ranking": ranking})
 
 
-def test_an_admin_runs_a_round_from_the_console(workers, live_server, page, tmp_path):  # noqa: F811
+def test_an_admin_runs_a_round_from_the_console(workers, live_server, page, tmp_path):
     shots = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
     workers.start()
     register_base_policy(settings.BASE_MODEL)
