@@ -8,7 +8,7 @@ from django.urls import reverse
 from labelapp.models import Assignment, LabelingRound, PolicyVersion, Prompt, TrainingRun
 from labelapp.services.assignment import assign_next
 from labelapp.services.ranking import RankingSubmission, submit_ranking
-from labelapp.services.training import claim_run, fail_run, register_base_policy
+from labelapp.services.training import claim_run, fail_run, make_current, register_base_policy
 from tests.conftest import db_snapshot, make_round
 
 
@@ -182,8 +182,6 @@ def test_a_running_run_shows_charts_and_time_left(admin_client, ranked_round):
 def test_rollback_asks_first_then_makes_the_version_current(admin_client, ranked_round):
     v1 = PolicyVersion.objects.get(number=1)
     v2 = PolicyVersion.objects.create(number=2, parent=v1, artifact_path="/m/v2", method="ppo")
-    from labelapp.services.training import make_current
-
     make_current(v2)
     confirm = admin_client.get(reverse("console:current", args=[v1.pk]))
     assert b"Make v1 the current policy?" in confirm.content

@@ -8,11 +8,14 @@ payloads, and path tricks in import file names.
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
 from labelapp.models import LabelingRound, Prompt, TrainingRun
 from labelapp.services.assignment import assign_next
+from labelapp.services.errors import ServiceError
+from labelapp.services.imports import import_prompts
 from labelapp.services.ranking import RankingSubmission, submit_ranking
 from labelapp.services.tokens import issue_token
 from labelapp.services.training import register_base_policy
@@ -139,9 +142,6 @@ IMPORT_NAMES = [
 
 @pytest.mark.parametrize("name", IMPORT_NAMES)
 def test_an_import_file_name_cannot_reach_outside_or_change_the_format(admin_user, name):
-    from labelapp.services.errors import ServiceError
-    from labelapp.services.imports import import_prompts
-
     before = full_snapshot()
     with pytest.raises(ServiceError) as refused:
         import_prompts(name, b'{"prompt": "x"}\n')
@@ -160,8 +160,6 @@ IMPORT_BODIES = [
 
 
 def test_an_uploaded_file_name_is_reduced_to_its_last_part(admin_user, client):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     client.force_login(admin_user)
     upload = SimpleUploadedFile("../../etc/passwd.jsonl", b'{"prompt": "x"}\n')
     client.post(reverse("console:import"), {"kind": "prompts", "file": upload})
@@ -170,8 +168,6 @@ def test_an_uploaded_file_name_is_reduced_to_its_last_part(admin_user, client):
 
 @pytest.mark.parametrize(("case", "data"), IMPORT_BODIES, ids=[c for c, _ in IMPORT_BODIES])
 def test_a_hostile_import_from_the_console_is_refused_with_its_line(admin_user, client, case, data):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     client.force_login(admin_user)
     before = full_snapshot()
     upload = SimpleUploadedFile("hostile.jsonl", data)
@@ -183,8 +179,6 @@ def test_a_hostile_import_from_the_console_is_refused_with_its_line(admin_user, 
 def test_html_and_sql_in_prompts_are_stored_verbatim_and_rendered_inert(
     admin_user, client, labeler
 ):
-    from labelapp.services.imports import import_prompts
-
     import_prompts("p.jsonl", json.dumps({"prompt": HTML + SQL}).encode() + b"\n")
     assert Prompt.objects.get().text == HTML + SQL
     client.force_login(admin_user)

@@ -3,8 +3,8 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from labelapp.services.errors import ServiceError
-from labelapp.services.imports import LISTED_ERRORS, InvalidRows, import_pairs
+from labelapp.management.commands.import_prompts import run_import
+from labelapp.services.imports import LISTED_ERRORS, import_pairs
 
 
 class Command(BaseCommand):
@@ -22,19 +22,11 @@ class Command(BaseCommand):
         labeler = get_user_model().objects.filter(username=user).first()
         if labeler is None:
             raise CommandError(f"no user {user!r}")
-        try:
-            with open(file, "rb") as f:
-                result = import_pairs(
-                    file, f, user=labeler, source=source, skip_invalid=skip_invalid
-                )
-        except OSError as exc:
-            raise CommandError(f"cannot read {file}: {exc.strerror}") from None
-        except InvalidRows as exc:
-            raise CommandError(f"{exc.detail}\n(--skip-invalid imports the valid rows)") from None
-        except ServiceError as exc:
-            raise CommandError(exc.detail) from None
-        for error in result.errors[:LISTED_ERRORS]:
-            self.stderr.write(f"skipped {error}")
+        result = run_import(
+            self,
+            file,
+            lambda f: import_pairs(file, f, user=labeler, source=source, skip_invalid=skip_invalid),
+        )
         for line in result.duplicate_lines[:LISTED_ERRORS]:
             self.stderr.write(f"skipped line {line}: a pair of this prompt came earlier")
         self.stdout.write(result.summary())

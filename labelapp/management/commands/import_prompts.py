@@ -1,9 +1,31 @@
 """manage.py import_prompts FILE: prompts from a .jsonl or .csv file (see services/imports.py)."""
 
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.services.errors import ServiceError
 from labelapp.services.imports import LISTED_ERRORS, InvalidRows, import_prompts
+
+
+def run_import(command: BaseCommand, file: str, importer: Callable[[BinaryIO], Any]) -> Any:
+    """Open `file` and hand it to `importer`; the service's refusal becomes a CommandError.
+
+    Rows skipped with --skip-invalid are listed on stderr. Shared with import_pairs.
+    """
+    try:
+        with open(file, "rb") as f:
+            result = importer(f)
+    except OSError as exc:
+        raise CommandError(f"cannot read {file}: {exc.strerror}") from None
+    except InvalidRows as exc:
+        raise CommandError(f"{exc.detail}\n(--skip-invalid imports the valid rows)") from None
+    except ServiceError as exc:
+        raise CommandError(exc.detail) from None
+    for error in result.errors[:LISTED_ERRORS]:
+        command.stderr.write(f"skipped {error}")
+    return result
 
 
 class Command(BaseCommand):
@@ -20,15 +42,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, file, skip_invalid, source, tag, **options):
-        try:
-            with open(file, "rb") as f:
-                result = import_prompts(file, f, source=source, tags=tag, skip_invalid=skip_invalid)
-        except OSError as exc:
-            raise CommandError(f"cannot read {file}: {exc.strerror}") from None
-        except InvalidRows as exc:
-            raise CommandError(f"{exc.detail}\n(--skip-invalid imports the valid rows)") from None
-        except ServiceError as exc:
-            raise CommandError(exc.detail) from None
-        for error in result.errors[:LISTED_ERRORS]:
-            self.stderr.write(f"skipped {error}")
+        result = run_import(
+            self,
+            file,
+            lambda f: import_prompts(file, f, source=source, tags=tag, skip_invalid=skip_invalid),
+        )
         self.stdout.write(result.summary())
