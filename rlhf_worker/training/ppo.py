@@ -186,14 +186,20 @@ def _policy_logits(
     prompt_len: int,
     temperature: float,
 ) -> torch.Tensor:
-    """[B, T, V] logits of the response tokens, tempered like the sampling distribution."""
+    """[B, T, V] logits of the response tokens, tempered like the sampling distribution.
+
+    `logits_to_keep` has the LM head project only the positions that predict response tokens
+    (the last prompt token onwards), not the whole prompt: the head is a large share of a small
+    model's compute, and a [B, P, V] block of prompt logits would be thrown away.
+    """
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=_position_ids(attention_mask),
         use_cache=False,
+        logits_to_keep=input_ids.shape[1] - prompt_len + 1,
     )
-    return out.logits[:, prompt_len - 1 : -1].float() / (temperature + 1e-7)
+    return out.logits[:, :-1].float() / (temperature + 1e-7)
 
 
 def _values(

@@ -8,7 +8,15 @@ from transformers import GenerationConfig
 
 from rlhf_worker.training.artifacts import load_causal_lm, save_model
 from rlhf_worker.training.format import format_prompt
-from rlhf_worker.training.ppo import PPOConfig, compute_gae, policy_loss, train_ppo, value_loss
+from rlhf_worker.training.ppo import (
+    PPOConfig,
+    _policy_logits,
+    _with_lora,
+    compute_gae,
+    policy_loss,
+    train_ppo,
+    value_loss,
+)
 from tests.model_fixtures import corpus
 
 PROMPTS = [
@@ -186,3 +194,27 @@ def test_ppo_raises_the_frequency_of_a_rewarded_token(speaking_model_dir, tiny_t
     after = token_rate(out_dir, tiny_tokenizer, token_id, config.max_new_tokens)
     assert after > max(3 * before, before + 0.05), (before, after)
     assert summary["last_mean_reward"] > summary["first_mean_reward"]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_policy_logits_of_the_response_equal_those_of_a_full_forward(tiny_model_dir, lora):
+    model = load_causal_lm(tiny_model_dir)
+    if lora:
+        model = _with_lora(model, PPOConfig(lora_r=4))
+    torch.manual_seed(0)
+    input_ids = torch.randint(5, model.config.vocab_size, (3, 11))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, :4] = 0  # left padding, as generate leaves it
+    prompt_len, temperature = 6, 0.7
+
+    got = _policy_logits(model, input_ids, attention_mask, prompt_len, temperature)
+
+    full = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=(attention_mask.cumsum(1) - 1).clamp(min=0),
+        use_cache=False,
+    ).logits
+    want = full[:, prompt_len - 1 : -1].float() / (temperature + 1e-7)
+    assert got.shape == (3, 11 - prompt_len, model.config.vocab_size)
+    torch.testing.assert_close(got, want)
