@@ -54,8 +54,8 @@ def _active(labeler: AbstractBaseUser, now) -> Assignment | None:
     )
 
 
-def _claim(slot: Assignment, labeler: AbstractBaseUser, now) -> int | None:
-    """Take a free slot for `labeler`; the id of their assignment, None if someone else got it."""
+def _claim(slot: Assignment, labeler: AbstractBaseUser, now) -> Assignment | None:
+    """Take a free slot for `labeler`: their assignment, None if someone else got it first."""
     reserved = {
         "state": Assignment.State.RESERVED,
         "reserved_at": now,
@@ -63,31 +63,39 @@ def _claim(slot: Assignment, labeler: AbstractBaseUser, now) -> int | None:
     }
     if slot.labeler_id == labeler.pk:
         # The labeler's own reservation ran out but nobody took it: renew it, same order.
+        changes = {"reserved_until": reserved["reserved_until"]}
         claimed = Assignment.objects.filter(pk=slot.pk, state=Assignment.State.RESERVED).update(
-            reserved_until=reserved["reserved_until"]
+            **changes
         )
-        return slot.pk if claimed else None
-    if slot.state == Assignment.State.OPEN:
+    elif slot.state == Assignment.State.OPEN:
+        changes = {
+            "labeler": labeler,
+            "order": _shuffled_completion_ids(slot.round, slot.prompt_id),
+            **reserved,
+        }
         claimed = Assignment.objects.filter(
             pk=slot.pk, state=Assignment.State.OPEN, labeler__isnull=True
-        ).update(
-            labeler=labeler, order=_shuffled_completion_ids(slot.round, slot.prompt_id), **reserved
+        ).update(**changes)
+    else:
+        # Someone else's reservation ran out: close it (their late submit will get 410) and
+        # give the prompt to this labeler in a new row.
+        expired = Assignment.objects.filter(
+            pk=slot.pk, state=Assignment.State.RESERVED, reserved_until__lte=now
+        ).update(state=Assignment.State.EXPIRED)
+        if not expired:
+            return None
+        return Assignment.objects.create(
+            round=slot.round,
+            prompt=slot.prompt,
+            labeler=labeler,
+            order=_shuffled_completion_ids(slot.round, slot.prompt_id),
+            **reserved,
         )
-        return slot.pk if claimed else None
-    # Someone else's reservation ran out: close it (their late submit will get 410) and give
-    # the prompt to this labeler in a new row.
-    expired = Assignment.objects.filter(
-        pk=slot.pk, state=Assignment.State.RESERVED, reserved_until__lte=now
-    ).update(state=Assignment.State.EXPIRED)
-    if not expired:
+    if not claimed:
         return None
-    return Assignment.objects.create(
-        round=slot.round,
-        prompt_id=slot.prompt_id,
-        labeler=labeler,
-        order=_shuffled_completion_ids(slot.round, slot.prompt_id),
-        **reserved,
-    ).pk
+    for name, value in changes.items():  # the row as the UPDATE left it, without reading it
+        setattr(slot, name, value)
+    return slot
 
 
 def _free_slots(round_: LabelingRound, labeler: AbstractBaseUser, now):
@@ -103,6 +111,7 @@ def _free_slots(round_: LabelingRound, labeler: AbstractBaseUser, now):
     )
     return (
         Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("prompt")  # what the task shows; only the slot's own row is locked
         .filter(free, round=round_)
         .filter(~Exists(seen) | Q(labeler=labeler))
         .order_by("id")
@@ -140,7 +149,7 @@ def assign_next(labeler: AbstractBaseUser) -> Assignment | None:
             slot.round = round_
             claimed = _claim(slot, labeler, now)
             if claimed is not None:
-                return Assignment.objects.select_related("round", "prompt").get(pk=claimed)
+                return claimed
     return None
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
+from labelapp.access import remember_roles, role_annotations
 from labelapp.models import ApiToken
 
 # last_used_at is for an admin's "is this token still in use?": to the minute is enough, and a
@@ -27,9 +28,15 @@ def issue_token(user: AbstractBaseUser, name: str = "") -> str:
 
 def user_for_token(raw: str) -> AbstractBaseUser | None:
     """The active user a token belongs to, or None."""
-    token = ApiToken.objects.select_related("user").filter(key_hash=_digest(raw)).first()
+    token = (
+        ApiToken.objects.select_related("user")
+        .annotate(**role_annotations("user_id"))
+        .filter(key_hash=_digest(raw))
+        .first()
+    )
     if token is None or not token.user.is_active:
         return None
+    remember_roles(token.user, token)
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

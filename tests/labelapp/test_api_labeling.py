@@ -206,3 +206,31 @@ def test_openapi_schema_lists_the_contract_paths(client, db):
         "/api/v1/rounds/{round_id}/export",
     ):
         assert path in schema["paths"], path
+
+
+def _statements(captured) -> int:
+    """SQL statements, leaving out transaction control (BEGIN/COMMIT/SAVEPOINT)."""
+    return sum(
+        q["sql"].split(None, 1)[0].upper() in {"SELECT", "INSERT", "UPDATE", "DELETE"}
+        for q in captured
+    )
+
+
+def test_the_labeler_loop_stays_within_its_query_budget(api, labeling_round):
+    """The hot path of the load benchmark: each query it saves is a round trip per call."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    api.get("/api/v1/tasks/next")  # the token's last-used time is written once a minute: not here
+    post(api, rank_url(api.get("/api/v1/tasks/next").json()), {"ranking": list("ABCD")})
+
+    with CaptureQueriesContext(connection) as next_call:
+        task = api.get("/api/v1/tasks/next").json()
+    with CaptureQueriesContext(connection) as submit_call:
+        response = post(api, rank_url(task), {"ranking": list("DCBA")})
+    assert response.status_code == 201
+    # next: token + roles, lock the labeler, own reservation, open rounds, free slot with its
+    # prompt, completion ids, claim, completion texts. submit: token + roles, the assignment
+    # locked, ranking, comparisons, assignment state.
+    assert _statements(next_call.captured_queries) <= 8, next_call.captured_queries
+    assert _statements(submit_call.captured_queries) <= 5, submit_call.captured_queries
