@@ -12,6 +12,7 @@ class PromptAdmin(admin.ModelAdmin):
     list_display = ("id", "short_text", "source", "held_out", "created_at")
     list_filter = ("source", "held_out")
     search_fields = ("text", "external_id")
+    ordering = ("-id",)  # a stable order for the paginated list
 
     @admin.display(description="text")
     def short_text(self, obj: models.Prompt) -> str:

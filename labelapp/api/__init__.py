@@ -4,6 +4,7 @@ django-ninja: the request and response shapes are typed Schemas that validate th
 produce the OpenAPI document, with far less code than DRF serializers and viewsets.
 """
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest
 from ninja import NinjaAPI
 
@@ -27,3 +28,15 @@ api.add_router("", rounds_router)
 @api.exception_handler(ServiceError)
 def service_error(request: HttpRequest, exc: ServiceError):
     return api.create_response(request, {"detail": exc.detail}, status=exc.status)
+
+
+def database_error(request: HttpRequest, exc: Exception):
+    """Re-raise, so DatabaseUnavailableMiddleware answers a lost connection with 503.
+
+    Ninja's own handler of other exceptions would answer 500 with a traceback when DEBUG is on.
+    """
+    raise exc
+
+
+api.add_exception_handler(OperationalError, database_error)
+api.add_exception_handler(InterfaceError, database_error)

@@ -4,13 +4,23 @@ from django.http import HttpRequest
 from ninja import Router, Status
 
 from labelapp.api.auth import require_labeler
-from labelapp.api.schemas import Detail, RankingIn, RankingOut, SkipIn, SkipOut, TaskOut
+from labelapp.api.schemas import (
+    Detail,
+    Invalid,
+    RankingIn,
+    RankingOut,
+    SkipIn,
+    SkipOut,
+    TaskOut,
+)
 from labelapp.models import Assignment, Completion
 from labelapp.services.assignment import assign_next, skip_assignment
 from labelapp.services.ranking import RankingSubmission, expand_to_comparisons, submit_ranking
 
 router = Router(tags=["labeling"])
-ERRORS = {401: Detail, 403: Detail}
+ERRORS = {401: Detail, 403: Detail, 422: Invalid}
+# A write: 400 for a body that is not JSON; 404 not yours, 409 conflict, 410 expired.
+WRITE_ERRORS = {400: Detail, 404: Detail, 409: Detail, 410: Detail, **ERRORS}
 
 
 def task_payload(assignment: Assignment) -> dict:
@@ -39,7 +49,7 @@ def next_task(request: HttpRequest):
 
 @router.post(
     "/assignments/{assignment_id}/ranking",
-    response={200: RankingOut, 201: RankingOut, 404: Detail, 409: Detail, 410: Detail, **ERRORS},
+    response={200: RankingOut, 201: RankingOut, **WRITE_ERRORS},
 )
 def post_ranking(request: HttpRequest, assignment_id: int, body: RankingIn):
     """Rank the assignment's completions best -> worst. The same body again answers 200."""
@@ -53,7 +63,7 @@ def post_ranking(request: HttpRequest, assignment_id: int, body: RankingIn):
 
 @router.post(
     "/assignments/{assignment_id}/skip",
-    response={200: SkipOut, 404: Detail, 409: Detail, 410: Detail, **ERRORS},
+    response={200: SkipOut, **WRITE_ERRORS},
 )
 def post_skip(request: HttpRequest, assignment_id: int, body: SkipIn):
     """Give the assignment back with a reason; it goes to another labeler."""

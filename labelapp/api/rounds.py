@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Status
 
 from labelapp.api.auth import require_admin
-from labelapp.api.schemas import Detail, RoundOut, TrainIn, TrainingRunOut, TrainOut
+from labelapp.api.schemas import Detail, Invalid, RoundOut, TrainIn, TrainingRunOut, TrainOut
 from labelapp.models import LabelingRound, TrainingRun
 from labelapp.services.agreement import round_agreement
 from labelapp.services.errors import InvalidInput
@@ -15,7 +15,7 @@ from labelapp.services.rounds import round_progress
 from labelapp.services.training import start_training
 
 router = Router(tags=["rounds"])
-ERRORS = {401: Detail, 403: Detail, 404: Detail}
+ERRORS = {401: Detail, 403: Detail, 404: Detail, 422: Invalid}
 
 
 def round_payload(round_: LabelingRound) -> dict:
@@ -56,7 +56,9 @@ def get_round(request: HttpRequest, round_id: int):
     return Status(200, round_payload(get_object_or_404(_rounds(), pk=round_id)))
 
 
-@router.post("/rounds/{round_id}/train", response={202: TrainOut, 409: Detail, **ERRORS})
+@router.post(
+    "/rounds/{round_id}/train", response={202: TrainOut, 400: Detail, 409: Detail, **ERRORS}
+)
 def train_round(request: HttpRequest, round_id: int, body: TrainIn):
     """Close labeling and start training the round (reward model, then the chosen method)."""
     user = require_admin(request)
@@ -76,7 +78,7 @@ def get_training_run(request: HttpRequest, run_id: int):
     return Status(200, {**payload, "round": run.round.number})
 
 
-@router.get("/rounds/{round_id}/export", response={200: None, 422: Detail, **ERRORS})
+@router.get("/rounds/{round_id}/export", response={200: None, **ERRORS})
 def export_round(request: HttpRequest, round_id: int, format: str = "trl"):  # noqa: A002
     """The round's comparisons as JSONL `{prompt, chosen, rejected}` (TRL's format), streamed."""
     require_admin(request)

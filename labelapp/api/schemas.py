@@ -26,7 +26,11 @@ class TaskOut(Schema):
 
 
 class RankingIn(Schema):
-    ranking: list[str] = Field(..., description="Labels best -> worst, e.g. ['C','A','D','B'].")
+    ranking: list[str] = Field(
+        ...,
+        description="Labels best -> worst, e.g. ['C','A','D','B'].",
+        examples=[["C", "A", "D", "B"]],
+    )
     flags: dict[str, list[str]] = Field(default_factory=dict, description="{label: [flag, ...]}")
     # Strict: JSON true is not the integer 1.
     quality: StrictInt | None = Field(None, description="Overall quality, 1-7.")
@@ -53,6 +57,18 @@ class SkipOut(Schema):
 
 class Detail(Schema):
     detail: str
+
+
+class ValidationIssue(Schema):
+    type: str
+    loc: list[str | int] = Field(..., description="Where: ['body', 'ranking', 0], ['path', …].")
+    msg: str
+
+
+class Invalid(Schema):
+    """422: the request does not fit the schema (a list of issues), or a value was refused."""
+
+    detail: str | list[ValidationIssue]
 
 
 class RoundOut(Schema):

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -224,7 +224,7 @@ def round_export(request: HttpRequest, round_id: int, fmt: str) -> StreamingHttp
     round_ = get_object_or_404(LabelingRound, pk=round_id)
     rows = {"trl": exports.comparisons_as_trl_jsonl, "rankings": exports.rankings_as_jsonl}
     if fmt not in rows:
-        raise PermissionDenied(f"unknown export format {fmt!r}")
+        raise Http404(f"unknown export format {fmt!r}")
     response = StreamingHttpResponse(rows[fmt](round_), content_type="application/jsonl")
     name = f"round-{round_.number}-{'comparisons' if fmt == 'trl' else 'rankings'}.jsonl"
     response["Content-Disposition"] = f'attachment; filename="{name}"'

@@ -2,6 +2,10 @@
 
 A model is saved to a temporary sibling directory and renamed into place, so a reader (or a
 re-delivered task) never sees a half-written model; a directory that exists is complete.
+
+Weights are never unpickled: a pickle checkpoint (`pytorch_model.bin`, `*.pt`) can run any code
+when it is loaded, so a model directory without safetensors weights is refused before
+transformers (or vLLM) opens anything in it.
 """
 
 import os
@@ -18,6 +22,30 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+# Weight files that torch.load would unpickle.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+class UnsafeArtifactError(OSError):
+    """A model directory whose weights are not safetensors (loading a pickle can run code)."""
+
+
+def check_safetensors_only(path: str | Path) -> None:
+    """Refuse a local model directory that has no `*.safetensors` weights, naming its pickles.
+
+    A hub id (not a local directory) is left to `from_pretrained(use_safetensors=True)`, which
+    refuses a repository without safetensors the same way.
+    """
+    local = Path(path)
+    if not local.is_dir() or any(local.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in local.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    found = f" (found pickle weights, refused: {', '.join(pickles)})" if pickles else ""
+    raise UnsafeArtifactError(
+        f"{local} has no safetensors weights{found}. Models are loaded from safetensors only; "
+        "re-save the model with save_pretrained(..., safe_serialization=True)."
+    )
 
 
 def pick_device() -> torch.device:
@@ -69,6 +97,7 @@ def load_causal_lm(
     path: str | Path, device: torch.device | None = None, dtype: torch.dtype | None = None
 ) -> PreTrainedModel:
     """A causal LM from a local directory or hub id; weights from safetensors only, never pickle."""
+    check_safetensors_only(path)
     model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True, dtype=dtype)
     return model.to(device or pick_device())
 
@@ -77,6 +106,7 @@ def load_reward_model(
     path: str | Path, device: torch.device | None = None, dtype: torch.dtype | None = None
 ) -> PreTrainedModel:
     """A scalar reward model (sequence classification, one label), safetensors only."""
+    check_safetensors_only(path)
     model = AutoModelForSequenceClassification.from_pretrained(
         str(path), num_labels=1, use_safetensors=True, dtype=dtype
     )

@@ -17,7 +17,12 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig as HFGenerationConfig
 
-from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, pick_device
+from rlhf_worker.training.artifacts import (
+    check_safetensors_only,
+    load_causal_lm,
+    load_tokenizer,
+    pick_device,
+)
 from rlhf_worker.training.format import format_prompt
 
 logger = logging.getLogger(__name__)
@@ -211,7 +216,10 @@ def _sample_with_vllm(
         max_tokens=config.max_new_tokens,
         seed=config.seed,
     )
-    llm = LLM(model=str(model_dir), dtype="bfloat16", seed=config.seed)
+    check_safetensors_only(model_dir)
+    # load_format: vLLM's "auto" falls back to pickle weights (pytorch_model.bin) when a
+    # directory has no safetensors; this refuses them, as load_causal_lm does.
+    llm = LLM(model=str(model_dir), dtype="bfloat16", seed=config.seed, load_format="safetensors")
     started = time.monotonic()
     outputs = llm.generate([{"prompt_token_ids": ids} for ids in encoded], params)
     seconds = time.monotonic() - started

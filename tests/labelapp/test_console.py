@@ -244,6 +244,8 @@ def test_exports_stream_the_rounds_comparisons_and_rankings(admin_client, ranked
     raw = admin_client.get(reverse("console:round_export", args=[ranked_round.pk, "rankings"]))
     rankings = [json.loads(line) for line in b"".join(raw.streaming_content).splitlines()]
     assert len(rankings) == 1
+    unknown = admin_client.get(reverse("console:round_export", args=[ranked_round.pk, "xml"]))
+    assert unknown.status_code == 404
 
 
 def test_quality_pages_show_the_labelers(admin_client, ranked_round):
