@@ -6,6 +6,7 @@ ranking once (K sequences for C(K,2) pairs), RewardTrainer forwards both sides o
 measured by the same function on the same held-out rankings.
 
     .venv/bin/python bench/reward_kwise_vs_pairwise.py [--model DIR] [--epochs 1] [--chars 300]
+        [--seeds 1]
 
 Data: the 252 shipped self-instruct instructions, four real model answers each (cut to --chars
 characters so no pair exceeds max_length: RewardTrainer drops longer rows instead of truncating),
@@ -20,6 +21,7 @@ import tempfile
 import time
 from itertools import combinations
 from pathlib import Path
+from statistics import mean, stdev
 
 import torch
 import transformers
@@ -54,9 +56,9 @@ def rankings(chars: int, seed: int = 0) -> list[tuple[str, list[str]]]:
     return out
 
 
-def tiny_model(directory: Path, texts: list[str]) -> Path:
+def tiny_model(directory: Path, texts: list[str], seed: int) -> Path:
     tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=4096))
-    return save_model(build_tiny_model(tokenizer, TinyModelConfig()), tokenizer, directory)
+    return save_model(build_tiny_model(tokenizer, TinyModelConfig(seed=seed)), tokenizer, directory)
 
 
 def train_trl(model_dir: Path, train, config: RewardConfig, out: Path) -> float:
@@ -93,53 +95,77 @@ def train_trl(model_dir: Path, train, config: RewardConfig, out: Path) -> float:
     return time.monotonic() - started
 
 
+def one_seed(args: argparse.Namespace, seed: int, tmp: Path) -> dict:
+    """Both trainers on one seed's data, model initialisation and shuffling."""
+    data = rankings(args.chars, seed)
+    config = RewardConfig(
+        epochs=args.epochs, batch_size=8, learning_rate=1e-4, max_length=512, seed=seed
+    )
+    train = [r for r in data if not is_held_out(r[0], config.eval_fraction)]
+    held_out = [r for r in data if is_held_out(r[0], config.eval_fraction)]
+    model_dir = (
+        Path(args.model)
+        if args.model
+        else tiny_model(tmp / "base", [p for p, c in data] + [a for _, c in data for a in c], seed)
+    )
+    tokenizer = load_tokenizer(model_dir)
+    lengths = [len(tokenizer(format_prompt(p) + a).input_ids) for p, c in train for a in c]
+
+    started = time.monotonic()
+    ours = train_reward_model(model_dir, data, tmp / "kwise", config)
+    ours_seconds = time.monotonic() - started
+    trl_seconds = train_trl(model_dir, train, config, tmp / "trl")
+    trl_eval = evaluate_reward_model(
+        load_reward_model(tmp / "trl" / "model", device=torch.device("cpu")),
+        load_tokenizer(tmp / "trl" / "model"),
+        held_out,
+        config,
+    )
+    return {
+        "train": len(train),
+        "held_out": len(held_out),
+        "tokens": sum(lengths) / len(lengths),
+        "ours": (ours_seconds, ours["eval_accuracy"]),
+        "trl": (trl_seconds, trl_eval["eval_accuracy"]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="A model dir (default: a random tiny model built here).")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--chars", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=1, help="Repeat with seeds 0..N-1.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-
-    data = rankings(args.chars)
-    config = RewardConfig(epochs=args.epochs, batch_size=8, learning_rate=1e-4, max_length=512)
-    train = [r for r in data if not is_held_out(r[0], config.eval_fraction)]
-    held_out = [r for r in data if is_held_out(r[0], config.eval_fraction)]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model_dir = (
-            Path(args.model)
-            if args.model
-            else tiny_model(tmp / "base", [p for p, c in data] + [a for _, c in data for a in c])
-        )
-        tokenizer = load_tokenizer(model_dir)
-        lengths = [len(tokenizer(format_prompt(p) + a).input_ids) for p, c in train for a in c]
-
-        started = time.monotonic()
-        ours = train_reward_model(model_dir, data, tmp / "kwise", config)
-        ours_seconds = time.monotonic() - started
-        trl_seconds = train_trl(model_dir, train, config, tmp / "trl")
-        trl_eval = evaluate_reward_model(
-            load_reward_model(tmp / "trl" / "model", device=torch.device("cpu")),
-            load_tokenizer(tmp / "trl" / "model"),
-            held_out,
-            config,
-        )
     print(
         f"machine: {platform.processor() or platform.machine()}, {args.threads} threads; torch "
         f"{torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}"
     )
-    print(
-        f"rankings: {len(train)} train ({len(train) * 6} pairs), {len(held_out)} held out; "
-        f"{sum(lengths) / len(lengths):.0f} tokens per sequence on average; epochs {args.epochs}"
-    )
-    for name, seconds, accuracy in (
-        ("K-wise (ours)", ours_seconds, ours["eval_accuracy"]),
-        ("TRL RewardTrainer", trl_seconds, trl_eval["eval_accuracy"]),
-    ):
-        print(f"{name:20s} {seconds:7.1f} s   held-out pairwise accuracy {accuracy:.3f}")
-    print(f"speed-up: {trl_seconds / ours_seconds:.2f}x")
+    results = []
+    for seed in range(args.seeds):
+        with tempfile.TemporaryDirectory() as tmp:
+            r = one_seed(args, seed, Path(tmp))
+        results.append(r)
+        print(
+            f"seed {seed}: rankings {r['train']} train ({r['train'] * 6} pairs), "
+            f"{r['held_out']} held out; {r['tokens']:.0f} tokens per sequence; "
+            f"epochs {args.epochs}"
+        )
+        for name, key in (("K-wise (ours)", "ours"), ("TRL RewardTrainer", "trl")):
+            seconds, accuracy = r[key]
+            print(f"  {name:20s} {seconds:7.1f} s   held-out pairwise accuracy {accuracy:.3f}")
+        print(f"  speed-up: {r['trl'][0] / r['ours'][0]:.2f}x")
+    if args.seeds > 1:
+        diffs = [r["ours"][1] - r["trl"][1] for r in results]
+        speedups = [r["trl"][0] / r["ours"][0] for r in results]
+        print(
+            f"over {args.seeds} seeds: accuracy ours {mean(r['ours'][1] for r in results):.3f}, "
+            f"TRL {mean(r['trl'][1] for r in results):.3f}; difference (ours - TRL) "
+            f"{mean(diffs):+.3f} +- {stdev(diffs):.3f} (std); speed-up "
+            f"{mean(speedups):.2f}x (min {min(speedups):.2f}x, max {max(speedups):.2f}x)"
+        )
 
 
 if __name__ == "__main__":
