@@ -1,4 +1,5 @@
-"""Load benchmark of the labeling API (issue 7): simulated labelers against the real stack.
+"""Load benchmark of the labeling API (issue 7): simulated labelers against the real stack,
+and the same load against Label Studio, side by side.
 
 Each simulated labeler loops "GET /api/v1/tasks/next -> POST /api/v1/assignments/{id}/ranking"
 with its own Bearer token and its own keep-alive connection (one httpx client each), against
@@ -14,31 +15,46 @@ labelers, no labeler got the same prompt twice. Exits 1 when a check fails or an
 the goals (capacity >= 200 loops/s, p99 < 50 ms) are printed as met or missed, not enforced:
 on a shared 2-core machine they measure the machine as much as the code.
 
-    .venv/bin/python bench/load_labelers.py [--labelers 64] [--seconds 30] [--rate 100]
-        [--latency-seconds 60] [--mode capacity|latency|both] [--workers 3] [--threads 4]
+--target labelstudio runs the same two measurements, with the same code, against Label Studio
+1.23.2 (bench/labelstudio.py: its own venv and PostgreSQL database, its WSGI app under the same
+gunicorn settings): each labeler loops over its labeling stream, "GET /api/projects/{id}/next/ ->
+POST /api/tasks/{id}/annotations/", on the same prompts and answers, ranked with its Ranker tag,
+and its database is checked against the client log. Its latency run offers --ls-rate loops/s, a
+load it can take (it saturates far below --rate). --target both (the default) measures ours, then
+Label Studio, with the same labelers and durations, and prints them side by side with the ratios
+(goals: >= 20x its loops/s; our p99 below its p50 for each call).
 
-The database of --database-url (default postgres://postgres@127.0.0.1:5432/loadtest) is DROPPED
-and made anew on every run. Redis is part of the stack but not of these two calls (labeling
-enqueues nothing). The client shares the two cores with gunicorn and PostgreSQL, so the CPU
-time of each is printed. It is kept lean (no think-time timers, no per-call logging), but httpx
-itself costs about 1.7 ms of CPU per call on this machine, some 15 times what a bare asyncio
-socket client does: at 200 loops/s that would be most of a core.
+    .venv/bin/python bench/load_labelers.py [--target ours|labelstudio|both] [--labelers 64]
+        [--seconds 30] [--rate 100] [--ls-rate 3] [--latency-seconds 60]
+        [--mode capacity|latency|both] [--workers 3] [--threads 4]
+
+The databases of --database-url (default postgres://postgres@127.0.0.1:5432/loadtest) and
+--ls-database-url (.../labelstudio) are DROPPED and made anew on every run. Redis is part of our
+stack but not of these two calls (labeling enqueues nothing). The client shares the two cores
+with gunicorn and PostgreSQL, so the CPU time of each is printed. It is kept lean (no think-time
+timers, no per-call logging), but httpx itself costs about 1.7 ms of CPU per call on this
+machine, some 15 times what a bare asyncio socket client does: at 200 loops/s that would be most
+of a core.
 """
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import platform
 import random
+import re
 import resource
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -51,13 +67,27 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's labelapp, even where another one is installed
 
+from bench import labelstudio  # noqa: E402 (needs ROOT on sys.path)
+
 GOAL_LOOPS_PER_S = 200
 GOAL_P99_MS = 50
+GOAL_RATIO = 20  # side by side: at least 20x Label Studio's loops/s, our p99 below its p50
 K, OVERLAP = 4, 1
 CALLS = ("next", "ranking")
 CALL_TIMEOUT_S = 10
+# Label Studio's calls queue for seconds under load: measured, not cut off.
+LS_CALL_TIMEOUT_S = 60
 MAX_ERRORS = 200  # a phase stops early past this many errors: a broken server is not measured
 FILLER = " ".join(["The answer explains the idea in plain words, step by step."] * 5)
+LABELS = "ABCDEFGH"[:K]  # how both stacks name a prompt's answers
+
+
+def prompt_text(i: int) -> str:
+    return f"Prompt {i}: explain idea number {i} to a newcomer."
+
+
+def answer_text(j: int) -> str:
+    return f"Answer {j}. {FILLER}"
 
 
 @dataclass(slots=True)
@@ -89,19 +119,26 @@ class Phase:
     fell_behind: bool = False  # open loop: arrivals were still queued when the time was up
     connections: tuple[int, int] = (0, 0)  # PostgreSQL: open at the end, opened meanwhile
     cpu: dict[str, float] = field(default_factory=dict)
+    rate: float = 0.0  # open loop: loops/s offered
 
 
 class Labeler:
-    """A simulated labeler: a token, one keep-alive connection, a random but valid ranking."""
+    """A simulated labeler: a token, one keep-alive connection, a random but valid ranking.
+
+    loop_once is one "next task -> ranking" through our API; LabelStudioLabeler does the same
+    through Label Studio's. Everything else (timing, statuses, the log) is shared."""
+
+    scheme = "Bearer"
+    timeout = CALL_TIMEOUT_S
 
     def __init__(self, user_id: int, token: str, base_url: str, seed: int):
         self.user_id = user_id
         self.rng = random.Random(seed)
         self.client = httpx.AsyncClient(
             base_url=base_url,
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"{self.scheme} {token}"},
             limits=httpx.Limits(max_connections=1, keepalive_expiry=120),
-            timeout=CALL_TIMEOUT_S,
+            timeout=self.timeout,
             trust_env=False,  # loopback only: never a proxy from the environment
         )
 
@@ -136,6 +173,39 @@ class Labeler:
         loop.submit_status, answer = await self._call(phase, "ranking", (201,), "POST", url, body)
         if loop.submit_status in (200, 201):  # 200 is a replay: unexpected here, but acknowledged
             loop.ranking_id = answer["ranking_id"]
+            phase.loops += 1
+            return True
+        return False
+
+
+class LabelStudioLabeler(Labeler):
+    """The same labeler on Label Studio: its labeling stream, then an annotation with a Ranker.
+
+    Loop.assignment_id holds the task, ranking_id the annotation, and the answers are named by
+    the same labels (A, B, ...) as ours."""
+
+    scheme = "Token"  # its legacy API tokens (bench/labelstudio.py says why)
+    timeout = LS_CALL_TIMEOUT_S
+
+    def __init__(self, user_id: int, token: str, base_url: str, seed: int, project: int):
+        super().__init__(user_id, token, base_url, seed)
+        self.project = project
+
+    async def loop_once(self, phase: Phase, log: list[Loop]) -> bool:
+        url = f"/api/projects/{self.project}/next/"
+        status, task = await self._call(phase, "next", (200, 404), "GET", url)
+        if status != 200:
+            phase.no_work += status == 404  # "There are no tasks for <user>"
+            return False
+        labels = [item["id"] for item in task["data"]["items"]]
+        sent = self.rng.sample(labels, len(labels))
+        loop = Loop(self.user_id, task["id"], task["data"]["prompt_id"], {}, sent)
+        log.append(loop)
+        body = {"result": labelstudio.ranking_result(sent), "lead_time": 1.0}
+        url = f"/api/tasks/{loop.assignment_id}/annotations/"
+        loop.submit_status, answer = await self._call(phase, "ranking", (201,), "POST", url, body)
+        if loop.submit_status == 201:
+            loop.ranking_id = answer["id"]
             phase.loops += 1
             return True
         return False
@@ -259,26 +329,30 @@ class CpuMeter:
         }
 
 
-async def run_load(args, tokens: list[tuple[int, str]], base_url: str, meter: CpuMeter, budgets):
-    """Warm up (one loop per labeler), then the measurements asked for; returns phases and log."""
-    labelers = [Labeler(uid, token, base_url, seed=i) for i, (uid, token) in enumerate(tokens)]
+async def run_load(args, make_labelers: Callable[[], list[Labeler]], meter: CpuMeter, rates):
+    """Warm up (one loop per labeler), then the measurements asked for (a latency run for each
+    of `rates`); returns phases and log."""
+    labelers = make_labelers()
+    # In-flight calls end within their timeout; the margin only guards against a hang.
+    slack = max(labeler.timeout for labeler in labelers) + 30
     log: list[Loop] = []
     phases = []
     try:
         warmup = Phase("warm-up")
-        await asyncio.wait_for(closed_loop(labelers, warmup, log, 60, len(labelers)), 90)
+        await asyncio.wait_for(closed_loop(labelers, warmup, log, 60, len(labelers)), 60 + slack)
         phases.append(warmup)
-        for name in [m for m in ("capacity", "latency") if args.mode in (m, "both")]:
+        runs = [("capacity", None)] if capacity_budget(args) else []
+        runs += [("latency", rate) for rate in rates if latency_budget(args, rate)]
+        for name, rate in runs:
             phase = Phase(name)
             if name == "capacity":
                 seconds = args.seconds
-                run = closed_loop(labelers, phase, log, seconds, budgets[name])
+                run = closed_loop(labelers, phase, log, seconds, capacity_budget(args))
             else:
-                seconds = args.latency_seconds
-                run = open_loop(labelers, phase, log, args.rate, seconds, budgets[name])
+                seconds, phase.rate = args.latency_seconds, rate
+                run = open_loop(labelers, phase, log, rate, seconds, latency_budget(args, rate))
             before = meter.snapshot()
-            # In-flight calls end within CALL_TIMEOUT_S; the margin only guards against a hang.
-            await asyncio.wait_for(run, seconds + 60)
+            await asyncio.wait_for(run, seconds + slack)
             after = meter.snapshot()
             phase.cpu = meter.cores(before, after)
             phase.connections = (len(after["postgres"]), after["sessions"] - before["sessions"])
@@ -286,6 +360,17 @@ async def run_load(args, tokens: list[tuple[int, str]], base_url: str, meter: Cp
     finally:
         await asyncio.gather(*(labeler.client.aclose() for labeler in labelers))
     return phases, log
+
+
+def capacity_budget(args) -> int:
+    """Loops the capacity run may do at most, which sizes the round."""
+    return math.ceil(args.seconds * args.max_loops_per_s) if args.mode != "latency" else 0
+
+
+def latency_budget(args, rate: float) -> int:
+    """Loops a latency run may do at most (Poisson counts stay well under 1.2 x the mean over a
+    minute)."""
+    return math.ceil(rate * args.latency_seconds * 1.2) if args.mode != "capacity" else 0
 
 
 def recreate_database(url: str) -> None:
@@ -309,14 +394,14 @@ def seed(n_prompts: int, n_labelers: int):
     from labelapp.services.rounds import create_round, start_labeling
     from labelapp.services.tokens import issue_token
 
-    texts = [f"Prompt {i}: explain idea number {i} to a newcomer." for i in range(n_prompts)]
+    texts = [prompt_text(i) for i in range(n_prompts)]
     prompts = Prompt.objects.bulk_create(
         (Prompt(text=t, text_hash=text_hash(t), source="load") for t in texts), batch_size=5000
     )
     round_ = create_round(prompts, k=K, overlap=OVERLAP)
     Completion.objects.bulk_create(
         (
-            Completion(prompt=p, round=round_, text=f"Answer {j}. {FILLER}", source="load")
+            Completion(prompt=p, round=round_, text=answer_text(j), source="load")
             for p in prompts
             for j in range(K)
         ),
@@ -341,9 +426,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gunicorn(args, port: int, env: dict, logfile) -> subprocess.Popen:
+def start_gunicorn(
+    args, port: int, env: dict, logfile, *, python=sys.executable, app="labelapp.wsgi", cwd=ROOT
+) -> subprocess.Popen:
+    """gunicorn serving `app` (ours by default) in a session of its own: stop() ends the group."""
     command = [
-        sys.executable, "-m", "gunicorn", "labelapp.wsgi",
+        str(python), "-m", "gunicorn", app,
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(args.workers),
         "--worker-class", "gthread" if args.threads > 1 else "sync",
@@ -353,19 +441,28 @@ def start_gunicorn(args, port: int, env: dict, logfile) -> subprocess.Popen:
         "--log-level", "warning",
         "--no-control-socket",  # gunicorn 27's default socket path is shared by every instance
     ]  # fmt: skip
-    # Our own interpreter and arguments, no shell.
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT)  # noqa: S603
+    # Our own interpreter (or Label Studio's venv's) and arguments, no shell.
+    return subprocess.Popen(  # noqa: S603
+        command, cwd=cwd, env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
-def wait_ready(server: subprocess.Popen, base_url: str, seconds: float = 60) -> None:
-    """Until the app answers (an anonymous next-task call is a 401 from Django itself)."""
+def wait_ready(
+    server: subprocess.Popen,
+    base_url: str,
+    seconds: float = 60,
+    path: str = "/api/v1/tasks/next",
+    status: int = 401,
+) -> None:
+    """Until the app answers `path` with `status` (by default an anonymous next-task call: a 401
+    from our Django itself)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {server.returncode}")
         try:
-            response = httpx.get(f"{base_url}/api/v1/tasks/next", timeout=2, trust_env=False)
-            if response.status_code == 401:
+            response = httpx.get(f"{base_url}{path}", timeout=2, trust_env=False)
+            if response.status_code == status:
                 return
         except httpx.HTTPError:
             pass
@@ -374,53 +471,43 @@ def wait_ready(server: subprocess.Popen, base_url: str, seconds: float = 60) -> 
 
 
 def stop(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
+    """Stop gunicorn and whatever is left of its process group (started by start_gunicorn)."""
+
+    def signal_group(sig) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the whole group is gone
+            os.killpg(server.pid, sig)
+
+    signal_group(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         server.wait(20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait(10)
+    signal_group(signal.SIGKILL)  # workers that outlived their master, or a master that hung
+    server.wait(10)
 
 
 def verify(log: list[Loop], round_id: int) -> tuple[list[str], list[str]]:
-    """Compare the database with the client log; returns (report lines, failures)."""
+    """Compare our database with the client log; returns (report lines, failures)."""
     from django.db.models import Count
 
     from labelapp.models import Assignment, Comparison, Ranking
 
-    stored = {
-        pk: rest
-        for pk, *rest in Ranking.objects.filter(assignment__round_id=round_id).values_list(
-            "pk", "assignment_id", "labeler_id", "order", "labels"
-        )
-    }
     pairs = defaultdict(set)
     for ranking_id, chosen, rejected in Comparison.objects.filter(
         ranking__assignment__round_id=round_id
     ).values_list("ranking_id", "chosen_id", "rejected_id"):
         pairs[ranking_id].add((chosen, rejected))
+    stored = {
+        pk: (*rest, pairs[pk])
+        for pk, *rest in Ranking.objects.filter(assignment__round_id=round_id).values_list(
+            "pk", "assignment_id", "labeler_id", "order", "labels"
+        )
+    }
 
-    acked = [loop for loop in log if loop.ranking_id is not None]
-    lost = [loop for loop in acked if loop.ranking_id not in stored]
-    wrong = []
-    for loop in acked:
-        if loop.ranking_id not in stored:
-            continue
+    def expected(loop: Loop) -> tuple:
         order = [loop.ids_by_label[label] for label in loop.sent]
-        expected = [loop.assignment_id, loop.labeler, order, loop.sent]
-        same_pairs = pairs[loop.ranking_id] == set(combinations(order, 2))
-        if stored[loop.ranking_id] != expected or not same_pairs:
-            wrong.append(loop)
-    unacked = set(stored) - {loop.ranking_id for loop in acked}
+        return (loop.assignment_id, loop.labeler, order, loop.sent, set(combinations(order, 2)))
 
-    holders = defaultdict(set)  # assignment -> labelers it was handed to
-    prompts_of = defaultdict(set)  # labeler -> (prompt, assignment) pairs handed to them
-    for loop in log:
-        holders[loop.assignment_id].add(loop.labeler)
-        prompts_of[loop.labeler].add((loop.prompt_id, loop.assignment_id))
-    owner = dict(Assignment.objects.filter(pk__in=list(holders)).values_list("pk", "labeler_id"))
-    shared = [a for a, who in holders.items() if len(who) > 1 or owner.get(a) not in who]
-    twice = sum(len(got) - len({p for p, _ in got}) for got in prompts_of.values())
+    handed = {loop.assignment_id for loop in log}
+    owner = dict(Assignment.objects.filter(pk__in=list(handed)).values_list("pk", "labeler_id"))
     live = [Assignment.State.RESERVED, Assignment.State.SUBMITTED]
     over_overlap = (
         Assignment.objects.filter(round_id=round_id, state__in=live)
@@ -436,12 +523,56 @@ def verify(log: list[Loop], round_id: int) -> tuple[list[str], list[str]]:
         .filter(n__gt=1)
         .count()
     )
+    return compare(log, stored, expected, owner, over_overlap, twice_db)
+
+
+def verify_labelstudio(log: list[Loop], database_url: str, project: int):
+    """Compare Label Studio's database with the client log, as verify() does ours."""
+    stored, over_overlap, twice_db = labelstudio.stored_annotations(database_url, project)
+
+    def expected(loop: Loop) -> tuple:  # its task, its labeler, the order sent, not a skip
+        return (loop.assignment_id, loop.labeler, loop.sent, False)
+
+    return compare(log, stored, expected, None, over_overlap, twice_db, labelstudio.NOUNS)
+
+
+OUR_NOUNS = ("rankings", "assignments", "prompts held by more than one labeler")
+
+
+def compare(log, stored: dict, expected, owner, over_overlap: int, twice_db: int, nouns=OUR_NOUNS):
+    """The checks common to both stacks; returns (report lines, failures).
+
+    stored: what the database holds for each acknowledged id (ranking, or annotation), compared
+    with expected(loop); owner: the labeler each handed-out assignment belongs to, where the
+    database records one; over_overlap, twice_db: counted in the database."""
+    acked = [loop for loop in log if loop.ranking_id is not None]
+    lost = [loop for loop in acked if loop.ranking_id not in stored]
+    wrong = [
+        loop
+        for loop in acked
+        if loop.ranking_id in stored and stored[loop.ranking_id] != expected(loop)
+    ]
+    unacked = set(stored) - {loop.ranking_id for loop in acked}
+
+    holders = defaultdict(set)  # assignment (task) -> labelers it was handed to
+    prompts_of = defaultdict(set)  # labeler -> (prompt, assignment) pairs handed to them
+    for loop in log:
+        holders[loop.assignment_id].add(loop.labeler)
+        prompts_of[loop.labeler].add((loop.prompt_id, loop.assignment_id))
+    shared = [
+        a
+        for a, who in holders.items()
+        if len(who) > 1 or (owner is not None and owner.get(a) not in who)
+    ]
+    twice = sum(len(got) - len({p for p, _ in got}) for got in prompts_of.values())
+    acks, handed, overlap = nouns
     lines = [
-        f"acknowledged rankings {len(acked)}: in the database with the order sent "
+        f"acknowledged {acks} {len(acked)}: in the database with the order sent "
         f"{len(acked) - len(lost) - len(wrong)}, lost {len(lost)}, wrong {len(wrong)}; "
         f"stored but never acknowledged {len(unacked)}",
-        f"assignments handed out {len(holders)}: to two labelers (or not the owner) {len(shared)}; "
-        f"prompts held by more than {OVERLAP} labeler(s) {over_overlap}",
+        f"{handed} handed out {len(holders)}: to two labelers"
+        f"{' (or not the owner)' if owner is not None else ''} {len(shared)}; "
+        f"{overlap} {over_overlap}",
         f"labelers given the same prompt twice: client log {twice}, database {twice_db}",
     ]
     failures = [
@@ -460,29 +591,57 @@ def percentile(sorted_ms: list[float], p: float) -> float:
     return sorted_ms[max(0, math.ceil(p / 100 * len(sorted_ms)) - 1)] if sorted_ms else float("nan")
 
 
-def describe(phase: Phase, args) -> tuple[list[str], list[str]]:
+@dataclass
+class Stack:
+    """One stack under load: how its calls are named, the rate it is offered, what it showed."""
+
+    name: str
+    calls: dict[str, str]  # call -> how it is printed
+    rates: list[float]  # loops/s offered, one latency run each
+    goals: bool  # our goals apply (capacity, p99)
+    phases: list[Phase] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+
+    def phase(self, name: str, rate: float | None = None) -> Phase | None:
+        return next(
+            (p for p in self.phases if p.name == name and (rate is None or p.rate == rate)), None
+        )
+
+
+def loops_per_s(phase: Phase) -> float:
+    return phase.loops / phase.elapsed if phase.elapsed else 0.0
+
+
+def describe(phase: Phase, args, stack: Stack) -> tuple[list[str], list[str]]:
     """Summary lines of one phase, and the goals it missed."""
-    rate = phase.loops / phase.elapsed if phase.elapsed else 0.0
+    rate = loops_per_s(phase)
     head = {
         "warm-up": f"warm-up: one loop per labeler, {phase.loops} loops",
         "capacity": f"capacity: {args.labelers} labelers, no think time, {phase.elapsed:.1f} s: "
         f"{phase.loops} loops, {rate:.1f} loops/s",
-        "latency": f"latency: Poisson {args.rate:g} loops/s offered for "
+        "latency": f"latency: Poisson {phase.rate:g} loops/s offered for "
         f"{args.latency_seconds:g} s: {phase.loops} loops, {rate:.1f} loops/s done",
     }[phase.name]
     lines, missed = [head], []
-    for name, label in (("next", "GET  tasks/next  "), ("ranking", "POST .../ranking ")):
+    width = max(len(label) for label in stack.calls.values())
+    for name, label in stack.calls.items():
         ms = sorted(phase.ms[name])
         statuses = " ".join(f"{k}:{v}" for k, v in sorted(phase.status[name].items(), key=str))
         p50, p95, p99 = (percentile(ms, p) for p in (50, 95, 99))
         worst = ms[-1] if ms else math.nan
         lines.append(
-            f"  {label} n={len(ms):6d}  p50 {p50:6.1f}  p95 {p95:6.1f}  p99 {p99:6.1f}"
+            f"  {label:{width}} n={len(ms):6d}  p50 {p50:6.1f}  p95 {p95:6.1f}  p99 {p99:6.1f}"
             f"  max {worst:6.1f} ms  [{statuses}]"
         )
-        if phase.name == "latency" and not percentile(ms, 99) < GOAL_P99_MS:
+        if (
+            stack.goals
+            and phase.name == "latency"
+            and phase.rate == args.rate
+            and not p99 < GOAL_P99_MS
+        ):
             missed.append(f"p99 of {name} < {GOAL_P99_MS} ms")
-    if phase.name == "capacity" and rate < GOAL_LOOPS_PER_S:
+    if stack.goals and phase.name == "capacity" and rate < GOAL_LOOPS_PER_S:
         missed.append(f"capacity >= {GOAL_LOOPS_PER_S} loops/s")
     if phase.name == "latency":
         lag = sorted(phase.start_lag_ms)
@@ -498,7 +657,7 @@ def describe(phase: Phase, args) -> tuple[list[str], list[str]]:
             "(other work included)"
         )
         if phase.loops:
-            per_loop = {k: c[k] / rate * 1000 for k in ("client", "gunicorn", "postgres")}
+            per_loop = cpu_per_loop(phase)
             lines.append(
                 f"  CPU per loop: client {per_loop['client']:.1f} ms, gunicorn "
                 f"{per_loop['gunicorn']:.1f} ms, postgres {per_loop['postgres']:.1f} ms; with the "
@@ -509,31 +668,129 @@ def describe(phase: Phase, args) -> tuple[list[str], list[str]]:
         open_now, opened = phase.connections
         lines.append(
             f"  PostgreSQL connections: {open_now} open at the end, {opened} opened during the run "
-            f"for {sum(len(ms) for ms in phase.ms.values())} calls (CONN_MAX_AGE reuse)"
+            f"for {sum(len(ms) for ms in phase.ms.values())} calls"
             + ("; the CPU of closed ones is not counted above" if opened > open_now else "")
         )
     if phase.fell_behind:
         lines.append("  the offered rate was not kept up: arrivals were still waiting at the end")
-    lines.append(f"  errors {len(phase.errors)}, no work (204) {phase.no_work}")
+    lines.append(f"  errors {len(phase.errors)}, no work {phase.no_work}")
     lines += [f"    {e}" for e in phase.errors[:5]]
+    return lines, missed
+
+
+def cpu_per_loop(phase: Phase) -> dict[str, float]:
+    """ms of CPU per loop of the client, gunicorn and PostgreSQL (the backends still open)."""
+    rate = loops_per_s(phase)
+    return {k: phase.cpu[k] / rate * 1000 for k in ("client", "gunicorn", "postgres")}
+
+
+def side_by_side(args, ours: Stack, theirs: Stack) -> tuple[list[str], list[str]]:
+    """A markdown table of both stacks with the ratios, and the comparison goals missed."""
+
+    def p50_p99(phase: Phase | None, call: str) -> tuple[float, float]:
+        values = sorted(phase.ms[call]) if phase else []
+        return percentile(values, 50), percentile(values, 99)
+
+    def cpu(phase: Phase) -> str:
+        """CPU per loop; a lower bound (>=) where PostgreSQL connections closed meanwhile."""
+        if not (phase and phase.cpu and phase.loops):
+            return "-"
+        open_now, opened = phase.connections
+        return f"{'>= ' if opened > open_now else ''}{sum(cpu_per_loop(phase).values()):.1f}"
+
+    name = theirs.name
+    lines = [
+        f"side by side: {args.labelers} labelers each; capacity {args.seconds:g} s with no think "
+        f"time; latency runs {args.latency_seconds:g} s of Poisson arrivals",
+        "",
+        f"| | ours | {name} | {name} / ours |",
+        "|---|---|---|---|",
+    ]
+    missed = []
+    a, b = ours.phase("capacity"), theirs.phase("capacity")
+    if a and b:
+        ratio = loops_per_s(a) / loops_per_s(b) if loops_per_s(b) else math.inf
+        lines.append(
+            f"| capacity, loops/s | {loops_per_s(a):.1f} | {loops_per_s(b):.1f} | ours "
+            f"{ratio:.1f}x as many (goal >= {GOAL_RATIO:g}x) |"
+        )
+        if not ratio >= GOAL_RATIO:
+            missed.append(f"capacity >= {GOAL_RATIO:g}x {name}'s")
+    runs = [("capacity", a, b)]
+    # Latency at the rate offered to both (Label Studio's): our p99 against its p50 there.
+    same = next((r for r in theirs.rates if ours.phase("latency", r)), None)
+    if same is not None:
+        runs.append(
+            (f"latency at {same:g} loops/s", *(s.phase("latency", same) for s in (ours, theirs)))
+        )
+    for label, a, b in runs:
+        if not (a and b):
+            continue
+        if label != "capacity":
+            lines.append(
+                f"| {label}: loops/s done | {loops_per_s(a):.1f} | {loops_per_s(b):.1f} | |"
+            )
+        for call in CALLS:
+            (a50, a99), (b50, b99) = p50_p99(a, call), p50_p99(b, call)
+            cell = f"{b50 / a50:.1f}x / {b99 / a99:.1f}x"
+            if label != "capacity":
+                below = a99 < b50
+                cell += f"; our p99 {'<' if below else '>='} its p50 (goal <)"
+                if not below:
+                    missed.append(f"our p99 of {call} below its p50 at {same:g} loops/s")
+            lines.append(
+                f"| {label}: {call} p50 / p99, ms | {a50:.1f} / {a99:.1f} | {b50:.1f} / {b99:.1f} "
+                f"| {cell} |"
+            )
+        lines.append(f"| {label}: CPU per loop, ms | {cpu(a)} | {cpu(b)} | |")
+    for rate in ours.rates:
+        a = ours.phase("latency", rate)
+        if a and not theirs.phase("latency", rate):
+            (n50, n99), (r50, r99) = p50_p99(a, "next"), p50_p99(a, "ranking")
+            lines.append(
+                f"| latency at {rate:g} loops/s: loops/s done; next, ranking p50 / p99, ms | "
+                f"{loops_per_s(a):.1f}; {n50:.1f} / {n99:.1f}, {r50:.1f} / {r99:.1f} | not run | |"
+            )
+    lines.append(
+        "(CPU per loop: client + gunicorn + PostgreSQL backends still open at the end of the "
+        "run; >= where connections closed during it, whose CPU is not counted)"
+    )
     return lines, missed
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--target", choices=["ours", "labelstudio", "both"], default="both",
+        help="the stack(s) to load: both runs ours, then Label Studio, and compares them",
+    )  # fmt: skip
     parser.add_argument("--labelers", type=int, default=64, help="simulated labelers")
     parser.add_argument("--seconds", type=float, default=30, help="length of the capacity run")
     parser.add_argument("--rate", type=float, default=100, help="loops/s offered (latency)")
+    parser.add_argument(
+        "--ls-rate", type=float, default=3,
+        help="loops/s offered to Label Studio (latency): a load it takes on this machine",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ls-conn-max-age", type=int, default=60,
+        help="Label Studio's CONN_MAX_AGE: 60 keeps PostgreSQL connections, as ours does (and "
+        "lets their CPU be counted); 0, its own default, opens one per request",
+    )  # fmt: skip
     parser.add_argument("--latency-seconds", type=float, default=60, help="length of latency run")
     parser.add_argument("--mode", choices=["capacity", "latency", "both"], default="both")
     # 2 cores: 3 processes (cores + 1, so one waiting on PostgreSQL leaves both cores busy),
     # 4 threads each to overlap database round trips; threads also keep connections alive,
-    # which gunicorn's sync workers refuse. --threads 1 gives sync workers.
+    # which gunicorn's sync workers refuse. --threads 1 gives sync workers. Label Studio runs
+    # under the same settings.
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (gthread)")
     parser.add_argument(
         "--database-url", default="postgres://postgres@127.0.0.1:5432/loadtest",
         help="a PostgreSQL database that is DROPPED and created anew",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ls-database-url", default="postgres://postgres@127.0.0.1:5432/labelstudio",
+        help="Label Studio's PostgreSQL database, DROPPED and created anew",
     )  # fmt: skip
     parser.add_argument(
         "--max-loops-per-s", type=float, default=600,
@@ -548,8 +805,62 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> int:
-    args = parse_args()
+def load_server(args, stack: Stack, env: dict, database_url: str, make_labelers, *,
+                ready=None, prepare=None, noise=(), **gunicorn):  # fmt: skip
+    """Serve one stack under gunicorn, load it, stop it; returns the client log and prepare's
+    result. prepare(base_url) runs once the server answers; make_labelers(base_url, prepared)
+    gives the labelers."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    prepared = None
+    with tempfile.TemporaryFile("w+") as server_log:
+        server = start_gunicorn(args, port, env, server_log, **gunicorn)
+        try:
+            wait_ready(server, base_url, **(ready or {}))
+            prepared = prepare(base_url) if prepare else None
+            meter = CpuMeter(server.pid, database_url)
+            run = run_load(args, lambda: make_labelers(base_url, prepared), meter, stack.rates)
+            stack.phases, log = asyncio.run(run)
+        finally:
+            stop(server)
+            server_log.seek(0)
+            text = server_log.read()
+    lines = [
+        line for line in text.splitlines() if line.strip() and not any(n in line for n in noise)
+    ]
+    if lines:
+        # Repeated messages once each, with their count (numbers and timestamps masked).
+        kinds = Counter(re.sub(r"\d+", "N", line) for line in lines)
+        common = "\n".join(f"  {n:5d} x {kind[:300]}" for kind, n in kinds.most_common(8))
+        tail = "\n".join(line[:300] for line in lines[-8:])
+        print(
+            f"{stack.name}: gunicorn's log, {len(lines)} lines; the most frequent:\n{common}\n"
+            f"  last lines:\n{tail}"
+        )
+    return log, prepared
+
+
+def report(args, stack: Stack, checks: tuple[list[str], list[str]]) -> None:
+    """Print one stack's phases and checks; note its failures and missed goals."""
+    print(f"--- {stack.name}")
+    for phase in stack.phases:
+        lines, phase_missed = describe(phase, args, stack)
+        print("\n".join(lines))
+        stack.missed += phase_missed
+        if phase.errors:
+            stack.failures.append(f"{stack.name} {phase.name}: {len(phase.errors)} errors")
+        if phase.no_work:
+            stack.failures.append(
+                f"{stack.name} {phase.name}: ran out of work; raise --max-loops-per-s"
+            )
+    lines, bad = checks
+    print("database vs client log:\n  " + "\n  ".join(lines))
+    stack.failures += [f"{stack.name}: check failed: {name}" for name in bad]
+
+
+def run_ours(args, rates: list[float], n_prompts: int) -> Stack:
+    """Our stack: migrate and seed a round, serve it, load it, check the database."""
+    stack = Stack("ours", {"next": "GET  tasks/next", "ranking": "POST .../ranking"}, rates, True)
     env = {
         **os.environ,
         "DATABASE_URL": args.database_url,
@@ -561,15 +872,6 @@ def main() -> int:
         "PYTHONPATH": str(ROOT),
     }
     os.environ.update(env)
-    # Loops each phase may run at most, which sizes the round (Poisson counts stay well under
-    # 1.2 x the mean over a minute).
-    budgets = {
-        "capacity": math.ceil(args.seconds * args.max_loops_per_s),
-        "latency": math.ceil(args.rate * args.latency_seconds * 1.2),
-    }
-    if args.mode != "both":
-        budgets["latency" if args.mode == "capacity" else "capacity"] = 0
-    n_prompts = max(args.labelers + budgets["capacity"] + budgets["latency"], args.min_prompts)
 
     import django
     from django.core.management import call_command
@@ -582,50 +884,123 @@ def main() -> int:
     round_, tokens = seed(n_prompts, args.labelers)
     connection.close()
     print(
-        f"database {args.database_url}: migrated and seeded in "
+        f"ours: database {args.database_url}: migrated and seeded in "
         f"{time.perf_counter() - started:.1f} s (round {round_.number}: {n_prompts} prompts x "
         f"{K} completions, overlap {OVERLAP}; {args.labelers} labelers)"
     )
     print(
-        f"python {platform.python_version()}, django {django.get_version()}, gunicorn "
-        f"{_version('gunicorn')} ({args.workers} x {'gthread' if args.threads > 1 else 'sync'}"
-        f"{f', {args.threads} threads' if args.threads > 1 else ''}), httpx {httpx.__version__}, "
-        f"psycopg {psycopg.__version__}, {os.cpu_count()} cores, load average "
-        f"{os.getloadavg()[0]:.2f} before the run"
+        f"ours: python {platform.python_version()}, django {django.get_version()}, gunicorn "
+        f"{_version('gunicorn')} ({server_kind(args)}), httpx {httpx.__version__}, "
+        f"psycopg {psycopg.__version__}"
     )
 
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile("w+") as server_log:
-        server = start_gunicorn(args, port, env, server_log)
-        try:
-            wait_ready(server, base_url)
-            meter = CpuMeter(server.pid, args.database_url)
-            phases, log = asyncio.run(run_load(args, tokens, base_url, meter, budgets))
-        finally:
-            stop(server)
-            server_log.seek(0)
-            tail = server_log.read()[-3000:]
+    def make_labelers(base_url, _):
+        return [Labeler(uid, token, base_url, seed=i) for i, (uid, token) in enumerate(tokens)]
+
     noise = ("No directory at", "mw_instance = middleware", "Unauthorized: /api/v1/tasks/next")
-    tail = "\n".join(
-        line for line in tail.splitlines() if line.strip() and not any(n in line for n in noise)
-    )
-    if tail:
-        print("gunicorn's log (tail):\n" + tail)
+    log, _ = load_server(args, stack, env, args.database_url, make_labelers, noise=noise)
+    report(args, stack, verify(log, round_.pk))
+    return stack
 
-    failures, missed = [], []
-    for phase in phases:
-        lines, phase_missed = describe(phase, args)
+
+def run_labelstudio(args, n_prompts: int) -> Stack:
+    """Label Studio: its database, users and project with the same prompts, served, loaded and
+    checked the same way (bench/labelstudio.py)."""
+    stack = Stack(
+        "Label Studio",
+        {"next": "GET  projects/{id}/next", "ranking": "POST tasks/{id}/annotations"},
+        [args.ls_rate],
+        False,
+    )
+    with tempfile.TemporaryDirectory(prefix="labelstudio-") as data_dir:
+        recreate_database(args.ls_database_url)
+        env = labelstudio.environment(args.ls_database_url, Path(data_dir), args.ls_conn_max_age)
+        made = labelstudio.setup(env, args.labelers)
+        print(
+            f"Label Studio: database {args.ls_database_url}: migrated in "
+            f"{made['migrate_seconds']:.1f} s, {args.labelers} labelers with API tokens in "
+            f"{made['seconds'] - made['migrate_seconds']:.1f} s"
+        )
+        print(
+            f"Label Studio: label-studio {made['label_studio']}, python {made['python']}, django "
+            f"{made['django']}, gunicorn {made['gunicorn']} ({server_kind(args)}), CONN_MAX_AGE "
+            f"{args.ls_conn_max_age}"
+        )
+        tasks = [
+            labelstudio.task_data(
+                i, prompt_text(i), [(LABELS[j], answer_text(j)) for j in range(K)]
+            )
+            for i in range(n_prompts)
+        ]
+
+        def prepare(base_url):
+            project, seconds = labelstudio.create_project(base_url, made["admin_token"], tasks)
+            print(
+                f"Label Studio: project {project}: {len(tasks)} tasks ({K} answers each, overlap "
+                f"1) imported through its API in {seconds:.1f} s"
+            )
+            return project
+
+        def make_labelers(base_url, project):
+            return [
+                LabelStudioLabeler(uid, token, base_url, seed=i, project=project)
+                for i, (uid, token) in enumerate(made["labelers"])
+            ]
+
+        noise = (
+            "Accessing the database during app initialization", "warnings.warn(", "=> ",
+            "Read environment variables from", "SECRET_KEY",
+        )  # fmt: skip
+        log, project = load_server(
+            args, stack, env, args.ls_database_url, make_labelers,
+            ready={"path": "/health", "status": 200, "seconds": 180}, prepare=prepare,
+            noise=noise, python=labelstudio.PYTHON, app=labelstudio.APP,
+            cwd=labelstudio.package_dir(),
+        )  # fmt: skip
+    report(args, stack, verify_labelstudio(log, args.ls_database_url, project))
+    return stack
+
+
+def server_kind(args) -> str:
+    if args.threads > 1:
+        return f"{args.workers} x gthread, {args.threads} threads"
+    return f"{args.workers} x sync"
+
+
+def main() -> int:
+    args = parse_args()
+    if args.target != "ours" and (reason := labelstudio.missing()):
+        sys.exit(f"Label Studio: {reason}; or --target ours")
+    # Side by side, ours also takes the rate offered to Label Studio: latency at the same load.
+    rates = [args.rate]
+    if args.target == "both" and args.ls_rate != args.rate:
+        rates.append(args.ls_rate)
+    # Both stacks get the same prompts, as many as our round's loop budgets need.
+    budgets = capacity_budget(args) + sum(latency_budget(args, rate) for rate in rates)
+    n_prompts = max(args.labelers + budgets, args.min_prompts)
+    print(
+        f"{platform.machine()}, {os.cpu_count()} cores; load average (1, 5, 15 min) before the run "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
+    stacks = []
+    if args.target in ("ours", "both"):
+        stacks.append(run_ours(args, rates, n_prompts))
+    if args.target in ("labelstudio", "both"):
+        stacks.append(run_labelstudio(args, n_prompts))
+    failures = [f for stack in stacks for f in stack.failures]
+    missed = [f"{stack.name}: {m}" for stack in stacks for m in stack.missed]
+    if len(stacks) == 2:
+        lines, compared = side_by_side(args, *stacks)
         print("\n".join(lines))
-        missed += phase_missed
-        if phase.errors:
-            failures.append(f"{phase.name}: {len(phase.errors)} errors")
-        if phase.no_work:
-            failures.append(f"{phase.name}: the round ran out of work; raise --max-loops-per-s")
-    lines, bad = verify(log, round_.pk)
-    print("database vs client log:\n  " + "\n  ".join(lines))
-    failures += [f"check failed: {name}" for name in bad]
-    print("goals: " + ("all met" if not missed else "missed " + "; ".join(missed)))
+        missed += [f"side by side: {m}" for m in compared]
+    print(
+        "load average (1, 5, 15 min) after the run "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
+    if not any(stack.goals for stack in stacks):
+        print("goals: none for Label Studio alone (the goals are ours, and the comparison's)")
+    else:
+        print("goals: " + ("all met" if not missed else "missed " + "; ".join(missed)))
     print("RESULT: " + ("OK" if not failures else "FAILED: " + "; ".join(failures)))
     return 1 if failures else 0
 
