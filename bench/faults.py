@@ -34,7 +34,6 @@ import asyncio
 import json
 import os
 import re
-import secrets
 import shlex
 import signal
 import subprocess
@@ -47,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import load_labelers
 import psutil
 import psycopg
 import redis
@@ -312,19 +312,9 @@ def print_table(rows: list[dict]) -> None:
 
 def site_env(args: argparse.Namespace, broker: str, **extra: str) -> dict:
     """The environment of gunicorn and the workers (DEBUG off, as in production)."""
-    return {
-        **os.environ,
-        "DATABASE_URL": args.database_url,
-        "DJANGO_SETTINGS_MODULE": "labelapp.settings",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-        "REDIS_URL": broker,
-        "CELERY_BROKER_URL": broker,
-        **extra,
-    }
+    return load_labelers.site_env(
+        args.database_url, REDIS_URL=broker, CELERY_BROKER_URL=broker, **extra
+    )
 
 
 def fresh_database(args: argparse.Namespace) -> None:

@@ -858,19 +858,25 @@ def report(args, stack: Stack, checks: tuple[list[str], list[str]]) -> None:
     stack.failures += [f"{stack.name}: check failed: {name}" for name in bad]
 
 
-def run_ours(args, rates: list[float], n_prompts: int) -> Stack:
-    """Our stack: migrate and seed a round, serve it, load it, check the database."""
-    stack = Stack("ours", {"next": "GET  tasks/next", "ranking": "POST .../ranking"}, rates, True)
-    env = {
+def site_env(database_url: str, **extra: str) -> dict:
+    """The environment our gunicorn (and a worker) runs in: DEBUG off, as in production."""
+    return {
         **os.environ,
-        "DATABASE_URL": args.database_url,
+        "DATABASE_URL": database_url,
         "DJANGO_SETTINGS_MODULE": "labelapp.settings",
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
         "ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
+        **extra,
     }
+
+
+def run_ours(args, rates: list[float], n_prompts: int) -> Stack:
+    """Our stack: migrate and seed a round, serve it, load it, check the database."""
+    stack = Stack("ours", {"next": "GET  tasks/next", "ranking": "POST .../ranking"}, rates, True)
+    env = site_env(args.database_url)
     os.environ.update(env)
 
     import django

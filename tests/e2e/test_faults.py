@@ -6,7 +6,6 @@ PostgreSQL and Redis that other tests use are never stopped. bench/faults.py res
 services under load.
 """
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from django.test import Client
 
 import labelapp.queue
 from bench.load_labelers import free_port, start_gunicorn, stop, wait_ready
+from bench.load_labelers import site_env as stack_env
 from labelapp.access import ADMINS, LABELERS
 from labelapp.middleware import MESSAGE
 from labelapp.models import Comparison, Ranking, TrainingRun
@@ -47,16 +47,8 @@ def site_env(db_port: int | None = None, **extra: str) -> dict:
     """gunicorn's environment: the test database (at `db_port`, e.g. a proxy's), DEBUG off."""
     db = connection.settings_dict
     port = db_port or db["PORT"] or 5432
-    return {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@127.0.0.1:{port}/{db['NAME']}",
-        "DJANGO_SETTINGS_MODULE": "labelapp.settings",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": "fault-tests-only",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "LOG_LEVEL": "WARNING",
-        **extra,
-    }
+    url = f"postgres://{db['USER']}@127.0.0.1:{port}/{db['NAME']}"
+    return stack_env(url, DJANGO_SECRET_KEY="fault-tests-only", **extra)
 
 
 @contextmanager
