@@ -53,6 +53,19 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start counting `peak_memory_metrics` from now (CUDA only)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_metrics(device: torch.device) -> dict:
+    """{"gpu_peak_memory_mb": …} since the last reset_peak_memory; {} off CUDA."""
+    if device.type != "cuda":
+        return {}
+    return {"gpu_peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
+
+
 def atomic_write_dir(out_dir: str | Path, write: Callable[[Path], None]) -> Path:
     """Run `write(tmp_dir)` and rename tmp_dir to `out_dir`. If `out_dir` exists, do nothing.
 

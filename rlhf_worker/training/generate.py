@@ -21,7 +21,9 @@ from rlhf_worker.training.artifacts import (
     check_safetensors_only,
     load_causal_lm,
     load_tokenizer,
+    peak_memory_metrics,
     pick_device,
+    reset_peak_memory,
 )
 from rlhf_worker.training.format import format_prompt
 
@@ -69,13 +71,6 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
     """Indices into `lengths`, shortest first, cut into batches: similar lengths pad least."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-
-
-def peak_memory_metrics(device: torch.device) -> dict:
-    """{"gpu_peak_memory_mb": …} since the last torch.cuda.reset_peak_memory_stats; {} off CUDA."""
-    if device.type != "cuda":
-        return {}
-    return {"gpu_peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
 
 
 def pick_engine(name: str) -> str:
@@ -165,8 +160,7 @@ def _sample_with_transformers(
 ) -> tuple[list[list[list[int]]], float, dict]:
     """Sampled token ids per prompt (EOS and padding not yet cut), seconds, device metrics."""
     device = pick_device()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = load_causal_lm(model_dir, device=device, dtype=dtype).eval()
 

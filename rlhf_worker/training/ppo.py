@@ -38,11 +38,12 @@ from rlhf_worker.training.artifacts import (
     load_causal_lm,
     load_reward_model,
     load_tokenizer,
+    peak_memory_metrics,
     pick_device,
+    reset_peak_memory,
     save_model,
 )
 from rlhf_worker.training.format import format_prompt
-from rlhf_worker.training.generate import peak_memory_metrics
 from rlhf_worker.training.reward import score_completions
 
 RewardFn = Callable[[list[str], list[str]], list[float]]
@@ -298,8 +299,7 @@ def train_ppo(
     started = time.monotonic()
     torch.manual_seed(config.seed)
     device = pick_device()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     tokenizer = load_tokenizer(policy_dir)
 
     # Policy and critic in float32: PPO's ratios and small value updates are fragile in half
@@ -462,7 +462,7 @@ def train_ppo(
     loop_seconds = time.monotonic() - loop_started
     response_tokens = sum(round(m["mean_response_length"] * config.batch_size) for m in history)
     trainable_parameters = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-    if ref_policy is None:
+    if config.lora_r > 0:
         policy = policy.merge_and_unload()  # a plain model: from_pretrained loads it
     save_model(policy, tokenizer, out_dir)
     final = history[-1] if history else {}
