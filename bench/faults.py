@@ -193,12 +193,7 @@ async def keep_labeling(labeler: Labeler, calls: list[Call], log: list[Loop], de
         if status != 200:
             await asyncio.sleep(RETRY_S)
             continue
-        ids = {c["label"]: c["id"] for c in task["completions"]}
-        sent = labeler.rng.sample(list(ids), len(ids))
-        loop = Loop(labeler.user_id, task["assignment_id"], task["prompt"]["id"], ids, sent)
-        log.append(loop)
-        url = f"/api/v1/assignments/{loop.assignment_id}/ranking"
-        body = {"ranking": sent, "time_spent_ms": 1000}
+        loop, url, body = labeler.start_loop(task, log)
         while time.perf_counter() < deadline + ACK_GRACE_S:
             status, answer = await call(labeler, calls, "ranking", "POST", url, body)
             if status in (200, 201):

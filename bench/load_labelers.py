@@ -142,6 +142,15 @@ class Labeler:
             trust_env=False,  # loopback only: never a proxy from the environment
         )
 
+    def start_loop(self, task: dict, log: list[Loop]) -> tuple[Loop, str, dict]:
+        """Log the task and a random ranking of it; the ranking's URL and body to send."""
+        ids = {c["label"]: c["id"] for c in task["completions"]}
+        sent = self.rng.sample(list(ids), len(ids))
+        loop = Loop(self.user_id, task["assignment_id"], task["prompt"]["id"], ids, sent)
+        log.append(loop)
+        url = f"/api/v1/assignments/{loop.assignment_id}/ranking"
+        return loop, url, {"ranking": sent, "time_spent_ms": 1000}
+
     async def _call(self, phase: Phase, name: str, expected, method: str, url: str, body=None):
         """The answer's status and JSON body; (None, None) on a transport error or bad body."""
         start = time.perf_counter()
@@ -164,12 +173,7 @@ class Labeler:
         if status != 200:
             phase.no_work += status == 204
             return False
-        ids = {c["label"]: c["id"] for c in task["completions"]}
-        sent = self.rng.sample(list(ids), len(ids))
-        loop = Loop(self.user_id, task["assignment_id"], task["prompt"]["id"], ids, sent)
-        log.append(loop)
-        url = f"/api/v1/assignments/{loop.assignment_id}/ranking"
-        body = {"ranking": sent, "time_spent_ms": 1000}
+        loop, url, body = self.start_loop(task, log)
         loop.submit_status, answer = await self._call(phase, "ranking", (201,), "POST", url, body)
         if loop.submit_status in (200, 201):  # 200 is a replay: unexpected here, but acknowledged
             loop.ranking_id = answer["ranking_id"]
