@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import http1
 import httpx
 import load_labelers
 import psutil
@@ -176,9 +177,11 @@ async def call(labeler: Labeler, calls: list[Call], name: str, method: str, url:
     """Send one request; its status (or transport error name) and JSON body."""
     start = time.perf_counter()
     try:
-        response = await labeler.client.request(method, url, json=body)
-        status, data = response.status_code, (response.json() if response.content else None)
-    except (httpx.HTTPError, ValueError) as exc:
+        status, content = await labeler.client.request(method, url, body)
+        data = json.loads(content) if content else None
+    except http1.HttpError as exc:
+        status, data = exc.kind, None
+    except ValueError as exc:
         status, data = type(exc).__name__, None
     calls.append(Call(name, start, time.perf_counter(), status))
     return status, data

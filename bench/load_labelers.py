@@ -2,7 +2,7 @@
 and the same load against Label Studio, side by side.
 
 Each simulated labeler loops "GET /api/v1/tasks/next -> POST /api/v1/assignments/{id}/ranking"
-with its own Bearer token and its own keep-alive connection (one httpx client each), against
+with its own Bearer token and its own keep-alive connection (bench/http1.py), against
 gunicorn + PostgreSQL on loopback. Two measurements:
 
 - capacity: --labelers labelers with no think time for --seconds: loops/s at saturation.
@@ -31,15 +31,15 @@ Label Studio, with the same labelers and durations, and prints them side by side
 The databases of --database-url (default postgres://postgres@127.0.0.1:5432/loadtest) and
 --ls-database-url (.../labelstudio) are DROPPED and made anew on every run. Redis is part of our
 stack but not of these two calls (labeling enqueues nothing). The client shares the two cores
-with gunicorn and PostgreSQL, so the CPU time of each is printed. It is kept lean (no think-time
-timers, no per-call logging), but httpx itself costs about 1.7 ms of CPU per call on this
-machine, some 15 times what a bare asyncio socket client does: at 200 loops/s that would be most
-of a core.
+with gunicorn and PostgreSQL, so the CPU time of each is printed. It is kept lean: no think-time
+timers, no per-call logging, and a bare asyncio HTTP/1.1 client (bench/http1.py) instead of
+httpx, whose 1.7 ms of CPU per call would take a third of the machine at 200 loops/s.
 """
 
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import platform
@@ -67,7 +67,7 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's labelapp, even where another one is installed
 
-from bench import labelstudio  # noqa: E402 (needs ROOT on sys.path)
+from bench import http1, labelstudio  # noqa: E402 (needs ROOT on sys.path)
 
 GOAL_LOOPS_PER_S = 200
 GOAL_P99_MS = 50
@@ -134,13 +134,8 @@ class Labeler:
     def __init__(self, user_id: int, token: str, base_url: str, seed: int):
         self.user_id = user_id
         self.rng = random.Random(seed)
-        self.client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"{self.scheme} {token}"},
-            limits=httpx.Limits(max_connections=1, keepalive_expiry=120),
-            timeout=self.timeout,
-            trust_env=False,  # loopback only: never a proxy from the environment
-        )
+        headers = {"Authorization": f"{self.scheme} {token}"}
+        self.client = http1.Connection(base_url, headers, self.timeout)
 
     def start_loop(self, task: dict, log: list[Loop]) -> tuple[Loop, str, dict]:
         """Log the task and a random ranking of it; the ranking's URL and body to send."""
@@ -155,17 +150,21 @@ class Labeler:
         """The answer's status and JSON body; (None, None) on a transport error or bad body."""
         start = time.perf_counter()
         try:
-            response = await self.client.request(method, url, json=body)
-            data = response.json() if response.content else None
-        except (httpx.HTTPError, ValueError) as exc:
+            status, content = await self.client.request(method, url, body)
+            data = json.loads(content) if content else None
+        except http1.HttpError as exc:
+            phase.status[name][exc.kind] += 1
+            phase.errors.append(f"{name}: {exc}")
+            return None, None
+        except ValueError as exc:
             phase.status[name][type(exc).__name__] += 1
-            phase.errors.append(f"{name}: {exc!r}")
+            phase.errors.append(f"{name}: {status} {exc!r} {content[:200]!r}")
             return None, None
         phase.ms[name].append((time.perf_counter() - start) * 1000)
-        phase.status[name][response.status_code] += 1
-        if response.status_code not in expected:
-            phase.errors.append(f"{name}: {response.status_code} {response.text[:200]}")
-        return response.status_code, data
+        phase.status[name][status] += 1
+        if status not in expected:
+            phase.errors.append(f"{name}: {status} {content[:200]!r}")
+        return status, data
 
     async def loop_once(self, phase: Phase, log: list[Loop]) -> bool:
         """Ask for a task and rank it; False when there was no work or a call failed."""
@@ -900,7 +899,7 @@ def run_ours(args, rates: list[float], n_prompts: int) -> Stack:
     )
     print(
         f"ours: python {platform.python_version()}, django {django.get_version()}, gunicorn "
-        f"{_version('gunicorn')} ({server_kind(args)}), httpx {httpx.__version__}, "
+        f"{_version('gunicorn')} ({server_kind(args)}), client bench/http1.py, "
         f"psycopg {psycopg.__version__}"
     )
 

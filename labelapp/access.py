@@ -1,25 +1,15 @@
 """Who may do what: the two roles of the product and the checks views start with."""
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
-from django.db.models import Exists, OuterRef
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 LABELERS = "labelers"
 ADMINS = "admins"
 
 
-def role_annotations(user_field: str) -> dict[str, Exists]:
-    """Annotations that read the user's roles in the query that loads them (the API's token
-    lookup), saving a query per request; hand the row to `remember_roles`."""
-    in_group = Group.objects.filter(user=OuterRef(user_field))
-    return {
-        "_in_admins": Exists(in_group.filter(name=ADMINS)),
-        "_in_labelers": Exists(in_group.filter(name=LABELERS)),
-    }
-
-
-def remember_roles(user: AbstractBaseUser, row) -> None:
-    """Keep the group memberships `role_annotations` read on `row` with the user object."""
-    user._roles = {ADMINS: row._in_admins, LABELERS: row._in_labelers}
+def remember_roles(user: AbstractBaseUser, *, admin: bool, labeler: bool) -> None:
+    """Keep group memberships read with the user (the API's token lookup reads them in the
+    same statement), so the checks below need no query of their own."""
+    user._roles = {ADMINS: admin, LABELERS: labeler}
 
 
 def _in_group(user: AbstractBaseUser, name: str) -> bool:

@@ -127,6 +127,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif os.environ.get("XPREP"):
+    DATABASES["default"]["OPTIONS"] = {
+        "server_side_binding": True,
+        "prepare_threshold": int(os.environ["XPREP"]),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -13,8 +13,8 @@ from labelapp.api.schemas import (
     SkipOut,
     TaskOut,
 )
-from labelapp.models import Assignment, Completion
-from labelapp.services.assignment import assign_next, skip_assignment
+from labelapp.models import Assignment
+from labelapp.services.assignment import assign_next, completion_texts, skip_assignment
 from labelapp.services.ranking import RankingSubmission, expand_to_comparisons, submit_ranking
 
 router = Router(tags=["labeling"])
@@ -25,7 +25,7 @@ WRITE_ERRORS = {400: Detail, 404: Detail, 409: Detail, 410: Detail, **ERRORS}
 
 def task_payload(assignment: Assignment) -> dict:
     """An assignment as the labeler sees it: the prompt and its completions as A, B, C, ..."""
-    texts = dict(Completion.objects.filter(pk__in=assignment.order).values_list("id", "text"))
+    texts = completion_texts(assignment.order)
     return {
         "assignment_id": assignment.pk,
         "round": assignment.round.number,

@@ -10,12 +10,19 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from labelapp.models import FLAG_NAMES, Assignment, Comparison, Demonstration, Ranking
+from labelapp.models import FLAG_NAMES, Assignment, Demonstration, Ranking
+from labelapp.services import sql
 from labelapp.services.assignment import check_open_for_work, own_assignment_for_update
 from labelapp.services.errors import Conflict, InvalidInput
 
 MAX_TIME_SPENT_MS = 24 * 60 * 60 * 1000
 QUALITY_RANGE = range(1, 8)  # InstructGPT's overall quality, 1-7
+
+# The SQL of the hot path (labelapp/services/sql.py says why it is not the ORM's).
+_INSERT_COMPARISONS = "INSERT INTO labelapp_comparison (ranking_id, chosen_id, rejected_id) VALUES"
+_MARK_SUBMITTED = (
+    "UPDATE labelapp_assignment SET state = 'submitted', completed_at = %s WHERE id = %s"
+)
 
 
 @dataclass(frozen=True)
@@ -132,9 +139,10 @@ def submit_ranking(
     spent = clean.time_spent_ms
     if spent is None and assignment.reserved_at is not None:
         spent = min(int((now - assignment.reserved_at).total_seconds() * 1000), MAX_TIME_SPENT_MS)
-    ranking = Ranking.objects.create(
-        assignment=assignment,
-        labeler=labeler,
+    ranking = sql.insert(
+        Ranking,
+        assignment_id=assignment.pk,
+        labeler_id=labeler.pk,
         order=order,
         labels=clean.ranking,
         flags={str(by_label[label]): names for label, names in clean.flags.items()},
@@ -142,19 +150,20 @@ def submit_ranking(
         time_spent_ms=spent,
         payload_hash=digest,
         client_submission_id=clean.client_submission_id,
+        created_at=now,
     )
-    Comparison.objects.bulk_create(
-        Comparison(ranking=ranking, chosen_id=chosen, rejected_id=rejected)
-        for chosen, rejected in expand_to_comparisons(order)
+    pairs = expand_to_comparisons(order)
+    rows = ", ".join(["(%s, %s, %s)"] * len(pairs))
+    sql.execute(
+        f"{_INSERT_COMPARISONS} {rows}",
+        [v for chosen, rejected in pairs for v in (ranking.pk, chosen, rejected)],
     )
     if clean.demonstration:
         Demonstration.objects.create(
             prompt_id=assignment.prompt_id,
             labeler=labeler,
-            assignment=assignment,
+            assignment_id=assignment.pk,
             text=clean.demonstration,
         )
-    assignment.state = Assignment.State.SUBMITTED
-    assignment.completed_at = now
-    assignment.save(update_fields=["state", "completed_at"])
+    sql.execute(_MARK_SUBMITTED, [sql.db_datetime(now), assignment.pk])
     return ranking, True

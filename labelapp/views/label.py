@@ -11,8 +11,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from labelapp.access import is_admin, is_labeler
 from labelapp.forms import RankingForm, SkipForm
-from labelapp.models import FLAG_CHOICES, Assignment, Completion
-from labelapp.services.assignment import assign_next, done_in_round, skip_assignment
+from labelapp.models import FLAG_CHOICES, Assignment
+from labelapp.services.assignment import (
+    assign_next,
+    completion_texts,
+    done_in_round,
+    skip_assignment,
+)
 from labelapp.services.errors import NotFound, ServiceError
 from labelapp.services.ranking import submit_ranking
 
@@ -46,7 +51,7 @@ def _render_task(
     error: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    texts = dict(Completion.objects.filter(pk__in=assignment.order).values_list("id", "text"))
+    texts = completion_texts(assignment.order)
     labels = assignment.labels()
     form = form or RankingForm(labels=labels)
     cards = [
