@@ -45,7 +45,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import http1
 import httpx
 import load_labelers
 import psutil
@@ -179,7 +178,7 @@ async def call(labeler: Labeler, calls: list[Call], name: str, method: str, url:
     try:
         status, content = await labeler.client.request(method, url, body)
         data = json.loads(content) if content else None
-    except http1.HttpError as exc:
+    except load_labelers.http1.HttpError as exc:  # the module Labeler's client comes from
         status, data = exc.kind, None
     except ValueError as exc:
         status, data = type(exc).__name__, None
@@ -377,7 +376,7 @@ def labeling_phases(args, services: Services, phases: list[str], tmp: Path):
     from django.db import connection
 
     fresh_database(args)
-    n_prompts = max(2000, int(args.labelers + len(phases) * args.seconds * 120))
+    n_prompts = int(args.labelers + len(phases) * args.seconds * load_labelers.MAX_LOOPS_PER_S)
     round_, tokens = seed(n_prompts, args.labelers)
     connection.close()
     print(f"labeling: round of {n_prompts} prompts, {args.labelers} labelers")

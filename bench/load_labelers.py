@@ -77,6 +77,9 @@ CALLS = ("next", "ranking")
 CALL_TIMEOUT_S = 10
 # Label Studio's calls queue for seconds under load: measured, not cut off.
 LS_CALL_TIMEOUT_S = 60
+# More than either stack serves on this machine (a bare Django view does about 490 requests/s):
+# rounds are sized with it so that no run runs out of work.
+MAX_LOOPS_PER_S = 600
 MAX_ERRORS = 200  # a phase stops early past this many errors: a broken server is not measured
 FILLER = " ".join(["The answer explains the idea in plain words, step by step."] * 5)
 LABELS = "ABCDEFGH"[:K]  # how both stacks name a prompt's answers
@@ -796,7 +799,7 @@ def parse_args() -> argparse.Namespace:
         help="Label Studio's PostgreSQL database, DROPPED and created anew",
     )  # fmt: skip
     parser.add_argument(
-        "--max-loops-per-s", type=float, default=600,
+        "--max-loops-per-s", type=float, default=MAX_LOOPS_PER_S,
         help="capacity's loop budget per second, which sizes the round (above the ~490 req/s of "
         "a bare Django view on this machine)",
     )  # fmt: skip
