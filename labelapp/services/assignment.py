@@ -56,8 +56,7 @@ _ROUNDS = """
 # whose reservation ran out). Ordered by id alone, so the partial index assignment_free_slots
 # yields it directly instead of every free slot of the round being read and sorted. An OFFSET
 # keeps the NOT EXISTS a probe of one_assignment_per_labeler_prompt per slot looked at; as a
-# join PostgreSQL would read all of the labeler's assignments on every call (2.2 ms instead of
-# 0.3 ms once each labeler has 200).
+# join PostgreSQL would read all of the labeler's assignments on every call.
 _FREE_SLOT = """
     SELECT a.id, a.prompt_id, p.text, a.labeler_id, a.state, a."order"
     FROM labelapp_assignment a
@@ -144,8 +143,9 @@ def _claim(slot: Assignment, labeler: AbstractBaseUser, now) -> Assignment | Non
         return slot
     if slot.state == Assignment.State.OPEN:
         order = _shuffled_completion_ids(slot.round, slot.prompt_id)
-        params = [labeler.pk, sql.db_json(order), sql.db_datetime(now), sql.db_datetime(until)]
-        if not sql.execute(_CLAIM_OPEN, [*params, slot.pk]):
+        stored_order = sql.db_value(Assignment, "order", order)
+        params = [labeler.pk, stored_order, sql.db_datetime(now), sql.db_datetime(until), slot.pk]
+        if not sql.execute(_CLAIM_OPEN, params):
             return None
         # The row as the UPDATE left it, without reading it again.
         slot.labeler_id, slot.order, slot.state = labeler.pk, order, Assignment.State.RESERVED

@@ -1,10 +1,11 @@
 """Hand-written SQL for the labeler's two hot calls (next task, submit), on PostgreSQL and SQLite.
 
-The ORM spends about 0.7 ms of Python building each statement, which made it most of the CPU of
-a labeler's loop (docs/benchmarks.md, "Load"); the same statement from a cursor costs about 0.1
-ms. Everything else keeps the ORM. Constants (states) are written into the SQL, not passed as
-parameters, so that a prepared statement's generic plan can still use the partial index
-assignment_free_slots. These helpers hide the few differences between the two databases.
+Building each statement through the ORM (Django's query compiler) was most of the CPU of a
+labeler's loop; with these, gunicorn's CPU per loop fell from 16 to 6 ms (docs/benchmarks.md,
+"Hand-written SQL for the hot path"). Everything else keeps the ORM. Constants (states) are
+written into the SQL, not passed as parameters, so that a prepared statement's generic plan can
+still use the partial index assignment_free_slots. These helpers hide the few differences
+between the two databases.
 """
 
 import json
@@ -13,10 +14,7 @@ from functools import cache
 from typing import Any
 
 from django.db import connection
-from django.db.models import JSONField, Model
-from django.utils.dateparse import parse_datetime
-
-_JSON = JSONField()
+from django.db.models import Model
 
 
 def execute(sql: str, params: list[Any]) -> int:
@@ -57,18 +55,16 @@ def db_datetime(value: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
-def py_datetime(value: Any) -> datetime | None:
-    """A datetime column as an aware datetime (SQLite gives naive UTC, or text)."""
-    if isinstance(value, str):
-        value = parse_datetime(value)
+def py_datetime(value: datetime | None) -> datetime | None:
+    """A datetime column as an aware datetime (SQLite's driver gives naive UTC)."""
     if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value
 
 
-def db_json(value: Any) -> Any:
-    """A JSON value as a parameter of a JSONField column."""
-    return _JSON.get_db_prep_save(value, connection)
+def db_value(model: type[Model], attname: str, value: Any) -> Any:
+    """`value` as a parameter for the column of `model`'s field, prepared as the ORM does."""
+    return model._meta.get_field(attname).get_db_prep_save(value, connection)
 
 
 def py_json(value: Any) -> Any:
@@ -98,9 +94,6 @@ def _insert_sql(model: type[Model], attnames: tuple[str, ...]) -> str:
 def insert(model: type[Model], **values: Any) -> Model:
     """INSERT one row of `model` (fields by attribute name, each prepared for the database as
     the ORM does); the instance, with its new id."""
-    params = [
-        model._meta.get_field(name).get_db_prep_save(value, connection)
-        for name, value in values.items()
-    ]
+    params = [db_value(model, name, value) for name, value in values.items()]
     (pk,) = fetch_one(_insert_sql(model, tuple(values)), params)
     return instance(model, id=pk, **values)
