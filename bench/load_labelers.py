@@ -33,7 +33,7 @@ The databases of --database-url (default postgres://postgres@127.0.0.1:5432/load
 stack but not of these two calls (labeling enqueues nothing). The client shares the two cores
 with gunicorn and PostgreSQL, so the CPU time of each is printed. It is kept lean: no think-time
 timers, no per-call logging, and a bare asyncio HTTP/1.1 client (bench/http1.py) instead of
-httpx, whose 1.7 ms of CPU per call would take a third of the machine at 200 loops/s.
+httpx, which took 5 times its CPU per loop (docs/benchmarks.md).
 """
 
 import argparse
