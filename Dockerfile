@@ -15,7 +15,8 @@ RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=build-only python manage.py collectstatic -
 
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "labelapp.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# gunicorn.conf.py (read from /app): 3 gthread workers x 4 threads on :8000, app preloaded.
+CMD ["gunicorn", "--access-logfile", "-"]
 
 # The worker image: the web image plus torch, transformers and trl (a CUDA build of torch on
 # x86_64 from PyPI; it falls back to the CPU when no GPU is visible).

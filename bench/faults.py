@@ -332,7 +332,7 @@ class Gunicorn:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = log_path.open("w")
         self.server = start_gunicorn(args, self.port, env, self.log)
-        wait_ready(self.server, self.base_url)
+        wait_ready(self.server, self.base_url, workers=args.workers)
 
     def workers(self) -> list[int]:
         return sorted(p.pid for p in psutil.Process(self.server.pid).children())

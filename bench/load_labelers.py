@@ -28,6 +28,10 @@ Label Studio, with the same labelers and durations, and prints them side by side
         [--seconds 30] [--rate 100] [--ls-rate 3] [--latency-seconds 60]
         [--mode capacity|latency|both] [--workers 3] [--threads 4]
 
+Our gunicorn runs from the project's root, so it reads gunicorn.conf.py (the app preloaded and
+frozen out of the garbage collector, as in production); the flags here override its workers and
+threads.
+
 The databases of --database-url (default postgres://postgres@127.0.0.1:5432/loadtest) and
 --ls-database-url (.../labelstudio) are DROPPED and made anew on every run. Redis is part of our
 stack but not of these two calls (labeling enqueues nothing). The client shares the two cores
@@ -459,16 +463,20 @@ def wait_ready(
     seconds: float = 60,
     path: str = "/api/v1/tasks/next",
     status: int = 401,
+    workers: int = 1,
 ) -> None:
     """Until the app answers `path` with `status` (by default an anonymous next-task call: a 401
-    from our Django itself)."""
+    from our Django itself) and all `workers` have been forked: the first worker answers before
+    the last is forked, and a load started then would leave the late ones without connections
+    (each keep-alive connection stays with the worker that accepted it)."""
     deadline = time.monotonic() + seconds
+    master = psutil.Process(server.pid)
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {server.returncode}")
         try:
             response = httpx.get(f"{base_url}{path}", timeout=2, trust_env=False)
-            if response.status_code == status:
+            if response.status_code == status and len(master.children()) >= workers:
                 return
         except httpx.HTTPError:
             pass
@@ -822,7 +830,7 @@ def load_server(args, stack: Stack, env: dict, database_url: str, make_labelers,
     with tempfile.TemporaryFile("w+") as server_log:
         server = start_gunicorn(args, port, env, server_log, **gunicorn)
         try:
-            wait_ready(server, base_url, **(ready or {}))
+            wait_ready(server, base_url, workers=args.workers, **(ready or {}))
             prepared = prepare(base_url) if prepare else None
             meter = CpuMeter(server.pid, database_url)
             run = run_load(args, lambda: make_labelers(base_url, prepared), meter, stack.rates)

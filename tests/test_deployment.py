@@ -132,3 +132,27 @@ def test_every_setting_is_in_env_example_and_passed_by_compose():
     assert read - example - set_by_compose - local_only == set()
     compose_env = compose_config("docker-compose.yml")["services"]["web"]["environment"]
     assert read - set(compose_env) - local_only == set()
+
+
+def test_gunicorn_preloads_the_app_and_freezes_it_out_of_the_collector(tmp_path):
+    """gunicorn.conf.py's when_ready, run as gunicorn runs it in the master after preloading the
+    app: the URLconf is loaded, the master's database connection is closed before the workers
+    are forked, and what the master holds is frozen (gc.freeze)."""
+    probe = (
+        "import gc, runpy, sys, django; django.setup();"
+        "from django.db import connection; connection.ensure_connection();"
+        "conf = runpy.run_path('gunicorn.conf.py'); unfrozen = len(gc.get_objects());"
+        "conf['when_ready'](None);"
+        "print(conf['preload_app'], 'labelapp.api' in sys.modules, connection.connection is None,"
+        " unfrozen, gc.get_freeze_count(), len(gc.get_objects()))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "labelapp.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'probe.sqlite3'}",
+    }
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True)
+    assert out.returncode == 0, out.stderr.decode()
+    preload, urls_loaded, closed, before, frozen, after = out.stdout.decode().split()
+    assert (preload, urls_loaded, closed) == ("True", "True", "True")
+    assert int(frozen) > int(before) and int(after) < 1000
