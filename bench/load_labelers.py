@@ -26,11 +26,12 @@ Label Studio, with the same labelers and durations, and prints them side by side
 
     .venv/bin/python bench/load_labelers.py [--target ours|labelstudio|both] [--labelers 64]
         [--seconds 30] [--rate 100] [--ls-rate 3] [--latency-seconds 60]
-        [--mode capacity|latency|both] [--workers 3] [--threads 4]
+        [--mode capacity|latency|both] [--workers 3] [--threads 4] [--analyze-every 10]
 
 Our gunicorn runs from the project's root, so it reads gunicorn.conf.py (the app preloaded and
 frozen out of the garbage collector, as in production); the flags here override its workers and
-threads.
+threads. Where the server has autovacuum off, the bench runs ANALYZE every --analyze-every
+seconds in its stead, for both stacks (Analyzer).
 
 The databases of --database-url (default postgres://postgres@127.0.0.1:5432/loadtest) and
 --ls-database-url (.../labelstudio) are DROPPED and made anew on every run. Redis is part of our
@@ -56,6 +57,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -337,6 +339,57 @@ class CpuMeter:
             "postgres": used("postgres") / wall,
             "machine": (after["machine"] - before["machine"]) / wall,
         }
+
+
+class Analyzer:
+    """Stands in for autovacuum's ANALYZE on a server that has autovacuum off (this machine's
+    PostgreSQL does, for CI; PostgreSQL's default and our compose have it on): ANALYZE of the
+    run's database every `every` seconds while the load runs, on a connection of its own (a
+    backend of that database, so its CPU counts as PostgreSQL's).
+
+    Without fresh statistics PostgreSQL keeps the plans it cached in each connection while the
+    tables were nearly empty or all slots open: the foreign-key check of each comparison row
+    stays a sequential scan of the growing ranking table, the free-slot query walks the primary
+    key past every slot taken, and PostgreSQL's CPU per loop grows with the run
+    (docs/benchmarks.md, "Collector pauses, worker balance and stale statistics"). Autovacuum
+    would analyze within its naptime (60 s by default), so `every` 0 measures a deployment's
+    first minute on fresh tables."""
+
+    def __init__(self, database_url: str, every: float):
+        self.database_url, self.every = database_url, every
+        self.runs, self.seconds = 0, 0.0
+        self.active = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Analyzer":
+        with psycopg.connect(self.database_url) as conn:
+            (autovacuum,) = conn.execute("SHOW autovacuum").fetchone()
+        self.active = autovacuum == "off" and self.every > 0
+        if self.active:
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while not self._stop.wait(self.every):
+                start = time.perf_counter()
+                conn.execute("ANALYZE")
+                self.seconds += time.perf_counter() - start
+                self.runs += 1
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self.active:
+            self._thread.join()
+
+    def describe(self, name: str) -> str:
+        if not self.active:
+            return f"{name}: no ANALYZE by the bench (autovacuum on, or --analyze-every 0)"
+        return (
+            f"{name}: autovacuum is off on this server; the bench ran ANALYZE every "
+            f"{self.every:g} s in its stead: {self.runs} times, {self.seconds:.1f} s in all"
+        )
 
 
 async def run_load(args, make_labelers: Callable[[], list[Labeler]], meter: CpuMeter, rates):
@@ -799,6 +852,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (gthread)")
     parser.add_argument(
+        "--analyze-every", type=float, default=10,
+        help="seconds between the bench's ANALYZEs where autovacuum is off (0: none)",
+    )  # fmt: skip
+    parser.add_argument(
         "--database-url", default="postgres://postgres@127.0.0.1:5432/loadtest",
         help="a PostgreSQL database that is DROPPED and created anew",
     )  # fmt: skip
@@ -834,7 +891,9 @@ def load_server(args, stack: Stack, env: dict, database_url: str, make_labelers,
             prepared = prepare(base_url) if prepare else None
             meter = CpuMeter(server.pid, database_url)
             run = run_load(args, lambda: make_labelers(base_url, prepared), meter, stack.rates)
-            stack.phases, log = asyncio.run(run)
+            with Analyzer(database_url, args.analyze_every) as analyzer:
+                stack.phases, log = asyncio.run(run)
+            print(analyzer.describe(stack.name))
         finally:
             stop(server)
             server_log.seek(0)
