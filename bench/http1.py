@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 keep-alive client on asyncio streams, for the load benchmark's labelers.
 
 With httpx the load benchmark's client took 2.6–2.9 ms of CPU per loop (two calls), with this
-0.5 ms: at 200 loops/s that is a quarter of the two cores the server under test needs, saved.
+0.5 ms: at 200 loops/s that is 0.4-0.5 of a core left to the server under test.
 This client does what the benchmark needs and nothing more: one connection, one request at a
 time, JSON bodies, answers with a Content-Length (Django's CommonMiddleware sets it, in both
 stacks measured), no redirects, no compression, no TLS, no proxies. A connection the server

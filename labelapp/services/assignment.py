@@ -54,7 +54,9 @@ _ROUNDS = """
 # The round's first slot `labeler` may take, row-locked as it is read (skipping rows another
 # transaction holds): one whose prompt they hold no other row of (a slot of their own is one
 # whose reservation ran out). Ordered by id alone, so the partial index assignment_free_slots
-# yields it directly instead of every free slot of the round being read and sorted. An OFFSET
+# can yield it directly instead of every free slot of the round being read and sorted; with
+# statistics that say every slot is open (a fresh database, never analyzed since), PostgreSQL
+# walks the primary key past the slots taken instead (docs/benchmarks.md). An OFFSET
 # keeps the NOT EXISTS a probe of one_assignment_per_labeler_prompt per slot looked at; as a
 # join PostgreSQL would read all of the labeler's assignments on every call.
 _FREE_SLOT = """

