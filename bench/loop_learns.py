@@ -2,12 +2,15 @@
 
 Each round: the current policy samples K=4 answers for the round's prompts, a simulated labeler
 ranks them by the hidden preference, a reward model is trained on all rankings so far (K-wise),
-and PPO improves the policy against it. At the end every version answers held-out prompts (one
-sample each, temperature 1); the win rate of the last version over v1 is judged by the same
-preference (ties count half), and each version's KL to v1 is estimated on its own answers.
-The ML is the worker's own (rlhf_worker.training); the web/worker plumbing is left out.
+and PPO improves the policy against it, with KL to the round's start and to v1 (the anchor).
+At the end every version answers held-out prompts (one greedy answer each); the win rate of the
+last version over v1 is judged by the same preference (ties count half), and each version's KL
+to v1 is estimated on its own answers. The ML is the worker's own (rlhf_worker.training); the
+web/worker plumbing is left out. The guards against reward hacking can be switched off one by
+one (--anchor-kl 0, --no-normalize, --eos-penalty 0) to measure what each does.
 
-    .venv/bin/python bench/loop_learns.py --base artifacts/base-model [--rounds 3] [--prompts 64]
+    .venv/bin/python bench/loop_learns.py --base artifacts/smollm2-135m-instruct \
+        --preference word:water [--rounds 3] [--prompts 64] [--threads 2]
 """
 
 import argparse
@@ -21,7 +24,7 @@ import torch
 
 from labelapp.services.simulation import preference
 from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer
-from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.format import encode_prompt
 from rlhf_worker.training.generate import GenerationConfig, generate_completions
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import RewardConfig, train_reward_model
@@ -54,7 +57,7 @@ def answer_logprobs(model_dir: Path, prompts: list[str], answers: list[str]) -> 
     model, tokenizer = load_causal_lm(model_dir).eval(), load_tokenizer(model_dir)
     totals = []
     for prompt, answer in zip(prompts, answers, strict=True):
-        context = tokenizer(format_prompt(prompt), add_special_tokens=False)["input_ids"]
+        context = encode_prompt(tokenizer, prompt)
         reply = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         ids = torch.tensor([context + reply], device=model.device)
         logits = model(ids).logits[0, len(context) - 1 : -1].float()
@@ -81,7 +84,17 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--preference", default="shorter")
     parser.add_argument("--ppo-steps", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--rm-epochs", type=int, default=2)
+    parser.add_argument("--top-layers", type=int, default=0, help="RM and PPO: train the top N.")
+    parser.add_argument("--lora-r", type=int, default=0, help="PPO: LoRA rank (0: full).")
+    parser.add_argument("--kl", type=float, default=PPOConfig.kl_coef)
+    parser.add_argument("--anchor-kl", type=float, default=PPOConfig.anchor_kl_coef)
+    parser.add_argument("--no-normalize", action="store_true", help="Raw reward-model scores.")
+    parser.add_argument("--eos-penalty", type=float, default=PPOConfig.missing_eos_penalty)
+    parser.add_argument("--length-penalty", type=float, default=PPOConfig.length_penalty)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="Write the results here as JSON too.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     prefer = preference(args.preference)
@@ -89,8 +102,21 @@ def main() -> None:
     pool = prompts_pool()
     rng.shuffle(pool)
     held_out, train_pool = pool[: args.prompts], pool[args.prompts :]
-    sampling = GenerationConfig(k=4, max_new_tokens=48)
+    sampling = GenerationConfig(k=4, max_new_tokens=args.max_new_tokens)
+    rm_config = RewardConfig(epochs=args.rm_epochs, top_layers=args.top_layers)
+    ppo_config = PPOConfig(
+        steps=args.ppo_steps,
+        max_new_tokens=args.max_new_tokens,
+        top_layers=args.top_layers,
+        lora_r=args.lora_r,
+        kl_coef=args.kl,
+        anchor_kl_coef=args.anchor_kl,
+        normalize_rewards=not args.no_normalize,
+        missing_eos_penalty=args.eos_penalty,
+        length_penalty=args.length_penalty,
+    )
     versions = [Path(args.base)]
+    rounds = []
     rankings: list[tuple[str, list[str]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for number in range(1, args.rounds + 1):
@@ -100,37 +126,59 @@ def main() -> None:
             for prompt, answers in zip(prompts, samples, strict=True):
                 texts = [a["text"] for a in answers]
                 rankings.append((prompt, sorted(texts, key=lambda t: -prefer(prompt, t))))
-            rm = train_reward_model(
-                versions[-1], rankings, Path(tmp) / f"rm{number}", RewardConfig(epochs=2)
-            )
+            rm = train_reward_model(versions[-1], rankings, Path(tmp) / f"rm{number}", rm_config)
             ppo = train_ppo(
                 versions[-1],
                 Path(tmp) / f"rm{number}",
                 prompts,
                 Path(tmp) / f"v{number + 1}",
-                PPOConfig(steps=args.ppo_steps, max_new_tokens=48),
+                ppo_config,
+                anchor_dir=versions[0],
             )
             versions.append(Path(tmp) / f"v{number + 1}")
+            rounds.append(
+                {
+                    "rm_eval_accuracy": rm["eval_accuracy"],
+                    "rm_eval_pairs": rm["eval_pairs"],
+                    "ppo_first_mean_reward": ppo["first_mean_reward"],
+                    "ppo_last_mean_reward": ppo["last_mean_reward"],
+                    "seconds": round(time.monotonic() - started),
+                }
+            )
             print(
                 f"round {number}: RM held-out accuracy {rm['eval_accuracy']}, "
                 f"PPO reward {ppo['first_mean_reward']:.2f} -> {ppo['last_mean_reward']:.2f}, "
                 f"KL {ppo['final_kl']:.2f}, {time.monotonic() - started:.0f} s",
                 flush=True,
             )
-        greedy = GenerationConfig(k=1, max_new_tokens=48, seed=1)
+        greedy = GenerationConfig(k=1, temperature=0.0, max_new_tokens=args.max_new_tokens)
         answers = [generate_completions(v, held_out, greedy) for v in versions]
         kls = kl_to_first(versions, held_out, answers)
     first, last = answers[0], answers[-1]
+    wins = win_rate(prefer, held_out, last, first)
     print(
         f"win rate of v{len(versions)} over v1 by '{args.preference}' on {len(held_out)} "
-        f"held-out prompts: {win_rate(prefer, held_out, last, first):.2f}"
+        f"held-out prompts: {wins:.2f}"
     )
+    per_version = []
     for i, (a, kl) in enumerate(zip(answers, kls, strict=True), start=1):
         texts = [x[0]["text"] for x in a]
+        row = {
+            "version": i,
+            "mean_chars": sum(map(len, texts)) / len(texts),
+            "distinct_2": distinct_2(texts),
+            "kl_to_v1": kl,
+            "mean_preference": sum(map(prefer, held_out, texts)) / len(texts),
+        }
+        per_version.append(row)
         print(
-            f"v{i}: mean length {sum(map(len, texts)) / len(texts):.0f} chars, "
-            f"distinct-2 {distinct_2(texts):.2f}, KL to v1 {kl:.2f} nats"
+            f"v{i}: mean length {row['mean_chars']:.0f} chars, distinct-2 "
+            f"{row['distinct_2']:.2f}, KL to v1 {kl:.2f} nats, mean preference "
+            f"{row['mean_preference']:.3f}"
         )
+    if args.json:
+        result = {"args": vars(args), "rounds": rounds, "win_rate": wins, "versions": per_version}
+        Path(args.json).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

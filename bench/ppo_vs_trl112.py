@@ -24,7 +24,8 @@ project's training code without Django (from the repository root):
     PYTHONPATH=. bench/.venv-trl112/bin/python bench/ppo_vs_trl112.py [--interleave] [--steps 24]
 
 torch goes first: it is the local CPU wheel, and a looser pin pulls a CUDA build. The start
-policy is the one `manage.py bootstrap_model` builds (--base, default artifacts/base-model).
+policy is the tiny one `manage.py bootstrap_model --tiny` builds (--base, default
+artifacts/tiny-base-model).
 About 4-6 minutes on 2 idle cores: reward model ~1 min, each trainer ~1-1.5 min, measuring ~1.
 """
 
@@ -61,7 +62,7 @@ from rlhf_worker.training.artifacts import (
     load_tokenizer,
     save_model,
 )
-from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.format import encode_prompt, format_prompt
 from rlhf_worker.training.generate import GenerationConfig, generate_completions
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import RewardConfig, score_completions, train_reward_model
@@ -300,7 +301,7 @@ def run_trl(
     tokenizer = load_tokenizer(base)
     args = trl_config(config, tokenizer.eos_token_id, out / "trainer")
     tokenizer.padding_side = "left"  # PPOTrainer generates after the batch's padded queries
-    ids = [tokenizer(format_prompt(p))["input_ids"][-config.max_prompt_length :] for p in prompts]
+    ids = [encode_prompt(tokenizer, p)[-config.max_prompt_length :] for p in prompts]
     # The same batches as ours, in the same order: the cost of a step depends on its prompts.
     order = our_prompt_order(len(prompts), config.steps * config.batch_size, config.seed)
     dataset = Dataset.from_dict({"input_ids": [ids[i] for i in order]})
@@ -399,7 +400,7 @@ def held_out(
     for i in range(0, len(prompts), 16):
         batch = prompts[i : i + 16]
         enc = tokenizer(
-            [format_prompt(p) for p in batch],
+            [format_prompt(tokenizer, p) for p in batch],
             return_tensors="pt",
             padding=True,
             padding_side="left",
@@ -449,7 +450,7 @@ def per_step(steps: list[tuple[float, float]]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--base", default="artifacts/base-model", help="The start policy.")
+    parser.add_argument("--base", default="artifacts/tiny-base-model", help="The start policy.")
     parser.add_argument("--steps", type=int, default=24, help="PPO steps (rollout batches).")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--mini-batch-size", type=int, default=4)

@@ -30,7 +30,7 @@ from datasets import Dataset
 
 from rlhf_worker.training.artifacts import load_reward_model, load_tokenizer, save_model
 from rlhf_worker.training.bootstrap import TinyModelConfig, build_tiny_model
-from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.format import encode_exchange, format_prompt
 from rlhf_worker.training.reward import (
     RewardConfig,
     evaluate_reward_model,
@@ -64,7 +64,7 @@ def tiny_model(directory: Path, texts: list[str], seed: int) -> Path:
 def train_trl(model_dir: Path, train, config: RewardConfig, out: Path) -> float:
     tokenizer = load_tokenizer(model_dir)
     pairs = [
-        {"prompt": format_prompt(p), "chosen": c[i], "rejected": c[j]}
+        {"prompt": format_prompt(tokenizer, p), "chosen": c[i], "rejected": c[j]}
         for p, c in train
         for i, j in combinations(range(len(c)), 2)
     ]
@@ -109,7 +109,7 @@ def one_seed(args: argparse.Namespace, seed: int, tmp: Path) -> dict:
         else tiny_model(tmp / "base", [p for p, c in data] + [a for _, c in data for a in c], seed)
     )
     tokenizer = load_tokenizer(model_dir)
-    lengths = [len(tokenizer(format_prompt(p) + a).input_ids) for p, c in train for a in c]
+    lengths = [len(encode_exchange(tokenizer, p, a, 10_000)[0]) for p, c in train for a in c]
 
     started = time.monotonic()
     ours = train_reward_model(model_dir, data, tmp / "kwise", config)

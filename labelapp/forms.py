@@ -97,7 +97,7 @@ class RoundForm(forms.Form):
         queryset=None, required=False, help_text="Nobody chosen: every labeler."
     )
     max_new_tokens = forms.IntegerField(min_value=1, max_value=2048, initial=64)
-    temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=1.0)
+    temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=0.7)
     seed = forms.IntegerField(min_value=0, initial=0, help_text="Which prompts, and the sampling.")
 
     def __init__(self, *args, sources: list[str], labelers, **kwargs) -> None:

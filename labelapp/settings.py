@@ -250,7 +250,16 @@ CELERY_BEAT_SCHEDULE = {
     }
 }
 ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR", BASE_DIR / "artifacts"))
-BASE_MODEL = os.environ.get("BASE_MODEL", str(ARTIFACTS_DIR / "base-model"))
+# Where `bootstrap_model` converts the shipped SmolLM2-135M-Instruct (the default policy v1).
+SHIPPED_BASE_MODEL = str(ARTIFACTS_DIR / "smollm2-135m-instruct")
+# Policy v1: the shipped model, or a hub id or local model directory of your own.
+BASE_MODEL = os.environ.get("BASE_MODEL", SHIPPED_BASE_MODEL)
+# The system turn every step puts before a prompt when the model has a chat template (the
+# template's own default is never used); the same as rlhf_worker.training.format's default.
+SYSTEM_PROMPT = os.environ.get("SYSTEM_PROMPT", "You are a helpful assistant.")
+# torch threads in a worker: the cores this process may run on; more threads than free cores is
+# much slower on a CPU, so a worker sharing its machine sets fewer.
+TORCH_THREADS = envint("TORCH_THREADS", len(os.sched_getaffinity(0)))
 # transformers, or vllm on a GPU host that has it (falls back to transformers elsewhere).
 GENERATION_ENGINE = os.environ.get("GENERATION_ENGINE", "transformers")
 

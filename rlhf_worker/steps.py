@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from django.conf import settings
 
 from labelapp.models import (
@@ -22,11 +23,14 @@ from labelapp.models import TrainingRun as Run
 from labelapp.services.training import policy_dir, report_progress, save_generated
 from rlhf_worker.training.compare import compare_policies
 from rlhf_worker.training.dpo import DPOSettings, train_dpo
+from rlhf_worker.training.format import Message, as_messages
 from rlhf_worker.training.generate import GenerationConfig, sample_completions
 from rlhf_worker.training.online import OnlineRLSettings, train_online
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import RewardConfig, train_reward_model
 from rlhf_worker.training.sft import SFTConfig, sft_model_dir
+
+torch.set_num_threads(settings.TORCH_THREADS)
 
 
 def artifact_dir(kind: str, run: Run) -> Path:
@@ -50,6 +54,11 @@ def progress_of(run: Run) -> Callable[[int, int, dict], None]:
         report_progress(run.pk, step / max(total, 1), {"step": step, **metrics})
 
     return on_step
+
+
+def conversation(text: str) -> list[Message]:
+    """A stored prompt as the conversation every model step reads: SYSTEM_PROMPT, then it."""
+    return as_messages(text, settings.SYSTEM_PROMPT)
 
 
 def _hyperparameters(run: Run) -> dict:
@@ -83,7 +92,7 @@ def reward_step(run: Run) -> dict:
     out = artifact_dir("reward", run)
     metrics = train_reward_model(
         policy_dir(run.round.policy_version),
-        ranked_examples(run.round.number),
+        [(conversation(p), ranked) for p, ranked in ranked_examples(run.round.number)],
         out,
         config,
         progress_of(run),
@@ -98,7 +107,8 @@ def sft_step(run: Run) -> dict:
     )
     out = artifact_dir("sft", run)
     config = config_from(SFTConfig, _hyperparameters(run).get("sft", {}))
-    metrics = sft_model_dir(_start_policy(run), list(demos), out, config, progress_of(run))
+    examples = [(conversation(prompt), text) for prompt, text in demos]
+    metrics = sft_model_dir(_start_policy(run), examples, out, config, progress_of(run))
     return {"artifact_path": str(out), "metrics": _summary(metrics)}
 
 
@@ -106,16 +116,29 @@ def _method_hyperparameters(run: Run) -> dict:
     return {k: v for k, v in _hyperparameters(run).items() if k not in ("reward", "sft")}
 
 
+def _anchor_policy(run: Run) -> str:
+    """What PPO's anchor KL holds the policy to: this chain's SFT policy, else v1."""
+    v1 = PolicyVersion.objects.filter(number=1).first()
+    return run.config.get("start_policy_dir") or policy_dir(v1)
+
+
 def reinforce_step(run: Run) -> dict:
     """PPO (ours), RLOO or GRPO (TRL) against the round's new reward model, KL to the start."""
     reward_model = RewardModelVersion.objects.get(pk=run.config["reward_model_id"])
-    prompts = list(run.round.prompts.filter(held_out=False).values_list("text", flat=True))
+    texts = run.round.prompts.filter(held_out=False).values_list("text", flat=True)
+    prompts = [conversation(text) for text in texts]
     out = artifact_dir("policy", run)
     hp = _method_hyperparameters(run)
     start, rm_dir = _start_policy(run), reward_model.artifact_path
     if run.kind == Run.Kind.PPO:
         metrics = train_ppo(
-            start, rm_dir, prompts, out, config_from(PPOConfig, hp), progress_of(run)
+            start,
+            rm_dir,
+            prompts,
+            out,
+            config_from(PPOConfig, hp),
+            progress_of(run),
+            anchor_dir=_anchor_policy(run),
         )
     else:
         settings_ = config_from(OnlineRLSettings, hp)
@@ -131,8 +154,9 @@ def dpo_step(run: Run) -> dict:
         ranking__assignment__prompt__held_out=False,
     ).values_list("ranking__assignment__prompt__text", "chosen__text", "rejected__text")
     out = artifact_dir("policy", run)
+    pairs = [(conversation(prompt), chosen, rejected) for prompt, chosen, rejected in pairs]
     metrics = train_dpo(
-        _start_policy(run), list(pairs), out, config_from(DPOSettings, hp), progress_of(run)
+        _start_policy(run), pairs, out, config_from(DPOSettings, hp), progress_of(run)
     )
     return {"artifact_path": str(out), "metrics": metrics}
 
@@ -145,7 +169,10 @@ def generate_step(run: Run) -> dict:
         GenerationConfig, {"engine": settings.GENERATION_ENGINE, **run.config, "k": round_.k}
     )
     generation = sample_completions(
-        policy_dir(round_.policy_version), [text for _, text in prompts], config
+        policy_dir(round_.policy_version),
+        [conversation(text) for _, text in prompts],
+        config,
+        on_batch=lambda done, total: report_progress(run.pk, done / total),
     )
     outputs = generation.completions
     stored = save_generated(
@@ -159,7 +186,9 @@ def compare_step(run: Run) -> dict:
     first, second = (PolicyVersion.objects.get(pk=pk) for pk in run.config["versions"])
     held_out = Prompt.objects.filter(held_out=True).order_by("id")
     pool = held_out if held_out.exists() else Prompt.objects.order_by("id")
-    prompts = list(pool.values_list("text", flat=True)[: run.config["prompts"]])
+    prompts = [
+        conversation(text) for text in pool.values_list("text", flat=True)[: run.config["prompts"]]
+    ]
     reward_model = RewardModelVersion.objects.order_by("-number").first()
     result = compare_policies(
         first.artifact_path,

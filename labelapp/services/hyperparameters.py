@@ -16,6 +16,10 @@ REWARD = {
     "eval_fraction": float,
     "max_grad_norm": float,
     "seed": int,
+    "lora_r": int,
+    "lora_alpha": int,
+    "top_layers": int,
+    "gradient_checkpointing": bool,
 }
 SFT = {
     "epochs": int,
@@ -39,6 +43,9 @@ PPO = {
     "max_new_tokens": int,
     "temperature": float,
     "kl_coef": float,
+    "anchor_kl_coef": float,
+    "normalize_rewards": bool,
+    "length_penalty": float,
     "cliprange": float,
     "cliprange_value": float,
     "vf_coef": float,
@@ -50,6 +57,7 @@ PPO = {
     "seed": int,
     "lora_r": int,
     "lora_alpha": int,
+    "top_layers": int,
     "gradient_checkpointing": bool,
 }
 ONLINE = {  # RLOO and GRPO

@@ -8,6 +8,7 @@ when it is loaded, so a model directory without safetensors weights is refused b
 transformers (or vLLM) opens anything in it.
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -101,6 +102,34 @@ def save_model(
     return atomic_write_dir(out_dir, write)
 
 
+BUILD_METRICS_FILE = "bootstrap_metrics.json"  # in a base model directory: it is finished
+
+# Builds a base model: (model, tokenizer, metrics to keep beside them).
+BaseModelBuild = Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]]
+
+
+def build_base_model_once(out_dir: str | Path, build: BaseModelBuild) -> dict:
+    """The metrics of the base model in `out_dir`, built by `build()` and saved the first time.
+
+    A directory holding BUILD_METRICS_FILE is a finished build and is kept; model, tokenizer and
+    metrics are written in one atomic rename, so an interrupted build leaves nothing behind.
+    """
+    out = Path(out_dir)
+    if (out / BUILD_METRICS_FILE).exists():
+        return json.loads((out / BUILD_METRICS_FILE).read_text())
+    if out.exists():
+        raise FileExistsError(f"{out} exists but holds no {BUILD_METRICS_FILE}")
+    model, tokenizer, metrics = build()
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / BUILD_METRICS_FILE).write_text(json.dumps(metrics, indent=1))
+
+    atomic_write_dir(out, write)
+    return metrics
+
+
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """The tokenizer saved with a model (a hub id works too, where a hub is reachable)."""
     return AutoTokenizer.from_pretrained(str(path))
@@ -124,3 +153,19 @@ def load_reward_model(
         str(path), num_labels=1, use_safetensors=True, dtype=dtype
     )
     return model.to(device or pick_device())
+
+
+def load_gguf(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM and its tokenizer from a GGUF file, dequantized to float32, ready to save.
+
+    GGUF holds tensors and metadata only (read by the `gguf` package, nothing is unpickled).
+    """
+    gguf = Path(path)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    # A GGUF-loaded model refuses save_pretrained until its (already undone) quantization is
+    # forgotten; the weights are plain float32 tensors by now.
+    model.hf_quantizer.remove_quantization_config(model)
+    return model, tokenizer

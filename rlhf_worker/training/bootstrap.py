@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from rlhf_worker.training.artifacts import atomic_write_dir, pick_device
+from rlhf_worker.training.artifacts import build_base_model_once, pick_device
 from rlhf_worker.training.sft import SFTConfig, lr_factor, train_sft
 from rlhf_worker.training.tokenizer import TokenizerConfig, train_tokenizer
 
@@ -74,9 +74,6 @@ class BootstrapConfig:
         metadata={"help": "SFT on the demonstrations after pretraining."},
     )
     seed: int = field(default=0, metadata={"help": "Seed of chunk sampling (init: model.seed)."})
-
-
-METRICS_FILE = "bootstrap_metrics.json"
 
 
 def load_bootstrap_corpus(data_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
@@ -159,15 +156,20 @@ def bootstrap_base_model(
 ) -> dict:
     """Tokenizer, tiny model, pretraining on `corpus`, SFT on `demonstrations`, saved to out_dir.
 
-    Cached: when `out_dir` holds a finished bootstrap, its saved metrics are returned and
-    nothing is trained. The model, tokenizer and metrics are written in one atomic rename.
+    Cached (artifacts.build_base_model_once): when `out_dir` holds a finished bootstrap, its
+    saved metrics are returned and nothing is trained.
     """
-    out = Path(out_dir)
-    if (out / METRICS_FILE).exists():
-        return json.loads((out / METRICS_FILE).read_text())
-    if out.exists():
-        raise FileExistsError(f"{out} exists but holds no {METRICS_FILE}")
+    return build_base_model_once(
+        out_dir, lambda: _build_tiny(corpus, demonstrations, config, progress)
+    )
 
+
+def _build_tiny(
+    corpus: list[str],
+    demonstrations: list[tuple[str, str]],
+    config: BootstrapConfig,
+    progress: bool,
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase, dict]:
     started = time.monotonic()
     tokenizer = train_tokenizer(
         [*corpus, *(p + "\n" + a for p, a in demonstrations)], config.tokenizer
@@ -195,11 +197,4 @@ def bootstrap_base_model(
         "seconds": time.monotonic() - started,
         "config": asdict(config),
     }
-
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
-
-    atomic_write_dir(out, write)
-    return metrics
+    return model, tokenizer, metrics

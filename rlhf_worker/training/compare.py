@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from rlhf_worker.training.artifacts import load_reward_model, load_tokenizer, pick_device
+from rlhf_worker.training.format import Prompt, prompt_key
 from rlhf_worker.training.generate import GenerationConfig, generate_completions
 from rlhf_worker.training.reward import score_completions
 
@@ -10,7 +11,7 @@ from rlhf_worker.training.reward import score_completions
 def compare_policies(
     first_dir: str | Path,
     second_dir: str | Path,
-    prompts: list[str],
+    prompts: list[Prompt],
     reward_dir: str | Path | None = None,
     max_new_tokens: int = 64,
 ) -> dict:
@@ -24,7 +25,7 @@ def compare_policies(
     first = [out[0]["text"] for out in generate_completions(first_dir, prompts, config)]
     second = [out[0]["text"] for out in generate_completions(second_dir, prompts, config)]
     samples = [
-        {"prompt": p, "first": a, "second": b}
+        {"prompt": prompt_key(p), "first": a, "second": b}
         for p, a, b in zip(prompts, first, second, strict=True)
     ]
     result = {"samples": samples, "mean_scores": None, "win_rate": None}

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 
 from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, save_model
-from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.format import Prompt, encode_answer, format_prompt
 from rlhf_worker.training.trl_support import StepReporter, trl_run_args
 
 # One comparison: (prompt, chosen completion, rejected completion).
-Pair = tuple[str, str, str]
+Pair = tuple[Prompt, str, str]
 
 
 @dataclass
@@ -31,9 +32,28 @@ class DPOSettings:
         default=0.1, metadata={"help": "Strength of the implicit KL to the reference policy."}
     )
     max_length: int = field(
-        default=512, metadata={"help": "Tokens of prompt+completion; longer ones are truncated."}
+        default=512,
+        metadata={
+            "help": "Tokens of prompt+completion; a longer prompt loses its start, the "
+            "completions are kept."
+        },
     )
     seed: int = field(default=0, metadata={"help": "Seed of data order."})
+
+
+def _keep_prompt_end(
+    tokenizer: PreTrainedTokenizerBase, prompt: Prompt, answers: tuple[str, str], max_length: int
+) -> str:
+    """The formatted prompt, its start cut so that it and the longer answer fit max_length.
+
+    TRL cuts an over-long sequence at its end (the answer); cutting the prompt here first keeps
+    both answers whole, as the reward model does.
+    """
+    text = format_prompt(tokenizer, prompt)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    longest = max(len(encode_answer(tokenizer, a)) for a in answers)
+    keep = max(max_length - longest, 0)
+    return text if len(ids) <= keep else tokenizer.decode(ids[len(ids) - keep :])
 
 
 def train_dpo(
@@ -52,7 +72,7 @@ def train_dpo(
     dataset = Dataset.from_list(
         [
             {
-                "prompt": format_prompt(p),
+                "prompt": _keep_prompt_end(tokenizer, p, (c, r), settings.max_length),
                 "chosen": c + tokenizer.eos_token,
                 "rejected": r + tokenizer.eos_token,
             }

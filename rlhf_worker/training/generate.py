@@ -1,16 +1,18 @@
 """Sample K completions per prompt from a causal LM: the answers labelers rank.
 
-Prompts are sorted by length and generated in batches (left-padded, so every row's next token
-is appended at the same column), the K samples of a prompt in the same generate call
-(num_return_sequences: transformers repeats each prompt K times), with the KV cache, under
-torch.inference_mode. Each completion is cut at its first EOS and decoded without special
-tokens. On a GPU host with vLLM installed, `engine="vllm"` samples with vLLM instead; where vLLM
-is missing (or there is no GPU) it falls back to transformers, with a warning.
+Prompts go through the chat template (format.encode_prompt), are sorted by length and generated
+in batches (left-padded, so every row's next token is appended at the same column), the K
+samples of a prompt in the same generate call (num_return_sequences: transformers repeats each
+prompt K times), with the KV cache, under torch.inference_mode. Each completion is cut at its
+first EOS and decoded without special tokens. On a GPU host with vLLM installed,
+`engine="vllm"` samples with vLLM instead; where vLLM is missing (or there is no GPU) it falls
+back to transformers, with a warning.
 """
 
 import importlib.util
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from rlhf_worker.training.artifacts import (
     pick_device,
     reset_peak_memory,
 )
-from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.format import Prompt, encode_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,11 @@ class GenerationConfig:
     k: int = field(default=4, metadata={"help": "Completions sampled per prompt."})
     max_new_tokens: int = field(default=64, metadata={"help": "Longest completion, in tokens."})
     temperature: float = field(
-        default=1.0, metadata={"help": "Sampling temperature; 0 means greedy decoding."}
+        default=0.7,
+        metadata={
+            "help": "Sampling temperature; 0 means greedy decoding. 0.7, as instruct models "
+            "are usually sampled: at 1.0 a small one rambles and rarely ends its answer."
+        },
     )
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling probability mass."})
     batch_size: int = field(default=16, metadata={"help": "Prompts per generate call."})
@@ -84,15 +90,22 @@ def pick_engine(name: str) -> str:
     return name
 
 
+# Called after each generate call with (prompts done, prompts in all).
+BatchCallback = Callable[[int, int], None]
+
+
 def generate_completions(
-    model_dir: str | Path, prompts: list[str], config: GenerationConfig
+    model_dir: str | Path, prompts: list[Prompt], config: GenerationConfig
 ) -> list[list[dict]]:
     """K completions for each prompt, in the order of `prompts` (sample_completions' list)."""
     return sample_completions(model_dir, prompts, config).completions
 
 
 def sample_completions(
-    model_dir: str | Path, prompts: list[str], config: GenerationConfig
+    model_dir: str | Path,
+    prompts: list[Prompt],
+    config: GenerationConfig,
+    on_batch: BatchCallback | None = None,
 ) -> Generation:
     """K completions for each prompt, in the order of `prompts`, and the speed of sampling them.
 
@@ -102,18 +115,21 @@ def sample_completions(
     Metrics: the engine that ran, sampled_tokens (completion tokens of every sequence sampled;
     greedy decoding samples one per prompt and copies it K times), seconds of sampling (model
     loading excluded), tokens_per_second, and on CUDA with transformers gpu_peak_memory_mb.
+    `on_batch(done, total)` is called after each batch of prompts (transformers engine).
     """
     engine = pick_engine(config.engine)
     if not prompts:
         metrics = {"engine": engine, "sampled_tokens": 0, "seconds": 0.0, "tokens_per_second": 0.0}
         return Generation([], metrics)
     tokenizer = load_tokenizer(model_dir)
-    # Truncate from the left: the template's "### Response:" at the end must survive.
-    encoded = [
-        tokenizer(format_prompt(p))["input_ids"][-config.max_prompt_length :] for p in prompts
-    ]
-    sample = _sample_with_vllm if engine == "vllm" else _sample_with_transformers
-    sampled, seconds, device_metrics = sample(model_dir, tokenizer, encoded, config)
+    # Truncate from the left: the template's assistant turn at the end must survive.
+    encoded = [encode_prompt(tokenizer, p)[-config.max_prompt_length :] for p in prompts]
+    if engine == "vllm":
+        sampled, seconds, device_metrics = _sample_with_vllm(model_dir, tokenizer, encoded, config)
+    else:
+        sampled, seconds, device_metrics = _sample_with_transformers(
+            model_dir, tokenizer, encoded, config, on_batch
+        )
 
     sampling = {
         "temperature": config.temperature,
@@ -156,7 +172,11 @@ def sample_completions(
 
 @torch.inference_mode()
 def _sample_with_transformers(
-    model_dir: str | Path, tokenizer, encoded: list[list[int]], config: GenerationConfig
+    model_dir: str | Path,
+    tokenizer,
+    encoded: list[list[int]],
+    config: GenerationConfig,
+    on_batch: BatchCallback | None = None,
 ) -> tuple[list[list[list[int]]], float, dict]:
     """Sampled token ids per prompt (EOS and padding not yet cut), seconds, device metrics."""
     device = pick_device()
@@ -180,6 +200,7 @@ def _sample_with_transformers(
     sampled: list[list[list[int]]] = [[] for _ in encoded]
     started = time.monotonic()
     torch.manual_seed(config.seed)
+    done = 0
     for idx in length_sorted_batches([len(ids) for ids in encoded], config.batch_size):
         batch = tokenizer.pad(
             {"input_ids": [encoded[i] for i in idx]}, padding_side="left", return_tensors="pt"
@@ -188,6 +209,9 @@ def _sample_with_transformers(
         new_tokens = sequences[:, batch["input_ids"].shape[1] :].cpu()  # [len(idx) * k, T]
         for row, tokens in enumerate(new_tokens.tolist()):
             sampled[idx[row // per_prompt]].append(tokens)  # a prompt's samples are consecutive
+        done += len(idx)
+        if on_batch is not None:
+            on_batch(done, len(encoded))
     return sampled, time.monotonic() - started, peak_memory_metrics(device)
 
 

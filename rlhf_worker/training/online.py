@@ -21,7 +21,7 @@ from rlhf_worker.training.artifacts import (
     load_tokenizer,
     save_model,
 )
-from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.format import Prompt, format_prompt
 from rlhf_worker.training.reward import score_completions
 from rlhf_worker.training.trl_support import StepReporter, trl_run_args
 
@@ -48,7 +48,7 @@ def train_online(
     method: str,
     policy_dir: str | Path,
     reward_dir: str | Path,
-    prompts: list[str],
+    prompts: list[Prompt],
     out_dir: str | Path,
     settings: OnlineRLSettings,
     on_step: Callable[[int, int, dict], None] | None = None,
@@ -61,7 +61,8 @@ def train_online(
     tokenizer.padding_side = "left"
     reward_model = load_reward_model(reward_dir, device=device)
     reward_tokenizer = load_tokenizer(reward_dir)
-    raw_prompt = {format_prompt(p): p for p in prompts}
+    # TRL hands the reward function the formatted prompt; the reward model formats its own.
+    raw_prompt = {format_prompt(tokenizer, p): p for p in prompts}
 
     def reward_model_score(prompts: list[str], completions: list[str], **kwargs) -> list[float]:
         originals = [raw_prompt.get(p, p) for p in prompts]

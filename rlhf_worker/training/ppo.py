@@ -6,17 +6,23 @@ TRL removed its PPOTrainer, so this is ours. The formulation follows InstructGPT
 - Rollout: the policy samples a response for each prompt; everything after the first EOS is
   masked out. The frozen reward model scores (prompt, response); answers that never end lose
   `missing_eos_penalty`.
-- Reward per response token: -kl_coef * (log π(a|s) - log π_ref(a|s)), plus the score on the
-  last token. The per-token KL to the round's starting policy keeps the policy from drifting
-  into text that merely fools the reward model.
+- Scores are normalised by their running mean and std over the run (`normalize_rewards`), so
+  `kl_coef` means the same against any reward model; then the missing-EOS penalty and the
+  optional length control (`length_penalty`) apply.
+- Reward per response token: -kl_coef * (log π(a|s) - log π_ref(a|s)) and -anchor_kl_coef *
+  (log π(a|s) - log π_anchor(a|s)), plus the score on the last token. The KL to the round's
+  starting policy bounds each round's step; the KL to the anchor (v1 or the SFT policy) bounds
+  the drift that adds up across rounds, so the policy cannot walk into text that merely fools
+  a reward model one round at a time.
 - A critic (the reward model's backbone and score head, read at every position) gives a value
   per token; GAE turns rewards and values into advantages and returns.
 - `ppo_epochs` passes over shuffled minibatches minimise the clipped surrogate loss plus
   `vf_coef` times the clipped value loss.
 
-Memory switches, both off by default: `lora_r` trains LoRA adapters instead of the policy's
-weights, so the reference policy is the same model with its adapters off rather than a second
-copy; `gradient_checkpointing` recomputes layer activations in the backward pass.
+Memory switches: `lora_r` trains LoRA adapters on the policy and the critic instead of their
+weights (the CPU default of the demo), so the reference policy is the same model with its
+adapters off rather than a second copy; `gradient_checkpointing` recomputes layer activations
+in the backward pass.
 
 Shapes: B is the number of rollouts, P the (left-padded) prompt length, T the response length.
 Position t of the response is predicted from position P - 1 + t of the full sequence.
@@ -24,7 +30,6 @@ Position t of the response is predicted from position P - 1 + t of the full sequ
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -43,10 +48,12 @@ from rlhf_worker.training.artifacts import (
     reset_peak_memory,
     save_model,
 )
-from rlhf_worker.training.format import format_prompt
-from rlhf_worker.training.reward import score_completions
+from rlhf_worker.training.finetune import add_lora, merge_lora, train_top_layers
+from rlhf_worker.training.format import Prompt, encode_prompt
+from rlhf_worker.training.reward import score_completions, token_scores
 
-RewardFn = Callable[[list[str], list[str]], list[float]]
+RewardFn = Callable[[list[Prompt], list[str]], list[float]]
+StepCallback = Callable[[int, int, dict[str, float]], None]
 
 
 @dataclass
@@ -63,9 +70,30 @@ class PPOConfig:
         default=256, metadata={"help": "Formatted prompts keep at most their last N tokens."}
     )
     max_new_tokens: int = field(default=32, metadata={"help": "Longest sampled response."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    temperature: float = field(
+        default=0.7, metadata={"help": "Sampling temperature (the logprobs are tempered alike)."}
+    )
     kl_coef: float = field(
-        default=0.05, metadata={"help": "Per-token KL penalty to the reference policy."}
+        default=0.05,
+        metadata={"help": "Per-token KL penalty to the reference policy (the round's start)."},
+    )
+    anchor_kl_coef: float = field(
+        default=0.05,
+        metadata={
+            "help": "Per-token KL penalty to the anchor policy (v1, or the SFT policy), which "
+            "bounds the drift across rounds; 0 turns it off."
+        },
+    )
+    normalize_rewards: bool = field(
+        default=True,
+        metadata={"help": "Scale reward-model scores by their running mean and std in the run."},
+    )
+    length_penalty: float = field(
+        default=0.0,
+        metadata={
+            "help": "Subtracted per unit of |log(response length / the first batch's mean "
+            "length)|: keeps answers near the starting policy's length; 0 turns it off."
+        },
     )
     cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip, 1 ± this."})
     cliprange_value: float = field(
@@ -86,13 +114,20 @@ class PPOConfig:
     lora_r: int = field(
         default=0,
         metadata={
-            "help": "LoRA rank on every linear layer of the policy; 0 trains all its weights. With "
-            "LoRA the reference policy is the policy with its adapters off (no second copy), and "
-            "the adapters are merged into the saved policy."
+            "help": "LoRA rank on every linear layer of the policy and the critic; 0 trains all "
+            "their weights. With LoRA the reference policy is the policy with its adapters off "
+            "(no second copy), and the adapters are merged into the saved policy."
         },
     )
     lora_alpha: int = field(
         default=16, metadata={"help": "LoRA scale: adapter updates are scaled by alpha / r."}
+    )
+    top_layers: int = field(
+        default=0,
+        metadata={
+            "help": "Train only the last N transformer layers of the policy and the critic; "
+            "0 trains every layer. On a CPU the backward pass stops there."
+        },
     )
     gradient_checkpointing: bool = field(
         default=False,
@@ -174,6 +209,16 @@ def value_loss(
     return 0.5 * _masked_mean(losses, mask)
 
 
+def response_mask(responses: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """[B, T] bool: True on each response's tokens up to and including its first EOS.
+
+    generate pads a finished response with the pad id, which may be EOS itself: counting EOS
+    tokens, not looking for the pad, says where a response ends, and its EOS stays in.
+    """
+    is_eos = (responses == eos_token_id).long()
+    return (is_eos.cumsum(1) - is_eos) == 0
+
+
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     # Left padding shifts the prompt right; positions must count real tokens only, as generate
     # does, or the forward pass would not compute the distribution the tokens were sampled from.
@@ -207,14 +252,8 @@ def _values(
     critic: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int
 ) -> torch.Tensor:
     """[B, T] value of each response token's state: the score head read at every position."""
-    backbone = getattr(critic, critic.base_model_prefix)
-    hidden = backbone(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=_position_ids(attention_mask),
-        use_cache=False,
-    ).last_hidden_state
-    return critic.score(hidden)[:, prompt_len - 1 : -1, 0].float()
+    scores = token_scores(critic, input_ids, attention_mask, _position_ids(attention_mask))
+    return scores[:, prompt_len - 1 : -1].float()
 
 
 def _token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -222,19 +261,8 @@ def _token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def _with_lora(policy: PreTrainedModel, config: PPOConfig) -> PreTrainedModel:
-    """The policy with trainable LoRA adapters on all its linear layers, its weights frozen."""
-    from peft import LoraConfig, get_peft_model  # imported only when asked for: it is slow
-
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=0.0,  # the models run in eval mode: no dropout anywhere (see train_ppo)
-        target_modules="all-linear",  # every linear layer but the output head
-        task_type="CAUSAL_LM",
-    )
-    with warnings.catch_warnings():  # peft still asks for transformers' old attribute name
-        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
-        return get_peft_model(policy, lora).eval()
+    """The policy with trainable LoRA adapters on its linear layers, its weights frozen."""
+    return add_lora(policy, config.lora_r, config.lora_alpha, "CAUSAL_LM", config.top_layers).eval()
 
 
 @contextmanager
@@ -270,25 +298,259 @@ def _activation_checkpointing(models: list[PreTrainedModel], enabled: bool) -> I
             layer.training = False
 
 
+@dataclass
+class _Models:
+    """What a PPO run holds: the trained policy and critic, and the frozen judges."""
+
+    policy: PreTrainedModel
+    ref_policy: PreTrainedModel | None  # None with LoRA: the policy with its adapters off
+    anchor: PreTrainedModel | None  # None when the anchor is the reference policy
+    critic: PreTrainedModel
+    reward_model: PreTrainedModel | None  # None when a reward_fn scores
+
+
+def _load_models(
+    policy_dir: str | Path,
+    reward_dir: str | Path,
+    anchor_dir: str | Path | None,
+    config: PPOConfig,
+    with_reward_model: bool,
+    device: torch.device,
+) -> _Models:
+    """Policy and critic in float32 (PPO's ratios and small value updates are fragile in half
+    precision), eval() everywhere: no dropout, so rollout and update forwards agree exactly."""
+
+    def frozen_lm(path: str | Path) -> PreTrainedModel:
+        return load_causal_lm(path, device=device, dtype=torch.float32).eval().requires_grad_(False)
+
+    policy = load_causal_lm(policy_dir, device=device, dtype=torch.float32).eval()
+    if config.gradient_checkpointing:
+        policy.activation_checkpointing_enable()
+    ref_policy = None
+    if config.lora_r > 0:
+        policy = _with_lora(policy, config)
+    else:
+        train_top_layers(policy, config.top_layers)
+        ref_policy = frozen_lm(policy_dir)
+    separate_anchor = anchor_dir is not None and Path(anchor_dir) != Path(policy_dir)
+    anchor = frozen_lm(anchor_dir) if separate_anchor and config.anchor_kl_coef else None
+    critic = load_reward_model(reward_dir, device=device, dtype=torch.float32).eval()
+    if config.gradient_checkpointing:
+        critic.activation_checkpointing_enable()
+    if config.lora_r > 0:
+        critic = add_lora(
+            critic, config.lora_r, config.lora_alpha, "SEQ_CLS", config.top_layers
+        ).eval()
+    else:
+        train_top_layers(critic, config.top_layers)
+    reward_model = None
+    if with_reward_model:
+        reward_model = load_reward_model(reward_dir, device=device).eval().requires_grad_(False)
+    return _Models(policy, ref_policy, anchor, critic, reward_model)
+
+
+@dataclass
+class _Rollout:
+    """One batch of sampled responses and everything scored on it. [B, T] unless noted."""
+
+    prompts: list[Prompt]
+    input_ids: torch.Tensor  # [B, P + T]
+    attention_mask: torch.Tensor  # [B, P + T]
+    prompt_len: int
+    responses: torch.Tensor
+    mask: torch.Tensor  # float: 1 on response tokens up to and including the first EOS
+    has_eos: torch.Tensor  # [B] bool
+    logprobs: torch.Tensor
+    ref_logprobs: torch.Tensor
+    anchor_logprobs: torch.Tensor
+    entropy: torch.Tensor
+    values: torch.Tensor
+    scores: torch.Tensor  # [B] the reward model's (or reward_fn's) raw scores
+
+
+@torch.inference_mode()
+def _rollout(
+    models: _Models,
+    tokenizer,
+    batch_prompts: list[Prompt],
+    generation_config: GenerationConfig,
+    config: PPOConfig,
+    reward_fn: RewardFn | None,
+) -> _Rollout:
+    """Sample a response per prompt, then score it under policy, references, critic and judge."""
+    device = models.policy.device
+    # Long prompts lose their beginning, never the template's assistant turn at the end.
+    encoded = [encode_prompt(tokenizer, p)[-config.max_prompt_length :] for p in batch_prompts]
+    enc = tokenizer.pad({"input_ids": encoded}, padding_side="left", return_tensors="pt").to(
+        device
+    )  # generation appends on the right
+    prompt_ids, prompt_mask = enc["input_ids"], enc["attention_mask"]
+    P = prompt_ids.shape[1]
+    sequences = models.policy.generate(
+        input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=generation_config
+    )
+    responses = sequences[:, P:]  # [B, T]; T <= max_new_tokens (stops when all ended)
+    mask = response_mask(responses, tokenizer.eos_token_id)
+    has_eos = (responses == tokenizer.eos_token_id).any(1)
+    responses = responses.masked_fill(~mask, tokenizer.pad_token_id)
+    input_ids = torch.cat([prompt_ids, responses], 1)
+    attention_mask = torch.cat([prompt_mask, mask.long()], 1)
+
+    def logprobs_under(model: PreTrainedModel) -> torch.Tensor:
+        logits = _policy_logits(model, input_ids, attention_mask, P, config.temperature)
+        return _token_logprobs(logits, responses)
+
+    logits = _policy_logits(models.policy, input_ids, attention_mask, P, config.temperature)
+    logprobs = _token_logprobs(logits, responses)
+    probs = logits.softmax(-1)
+    entropy = torch.logsumexp(logits, -1) - (probs * logits).sum(-1)
+    del logits, probs
+    with _as_reference(models.policy, models.ref_policy) as reference:
+        ref_logprobs = logprobs_under(reference)
+    anchor_logprobs = ref_logprobs if models.anchor is None else logprobs_under(models.anchor)
+    values = _values(models.critic, input_ids, attention_mask, P)
+
+    completions = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    if reward_fn is not None:
+        scores = torch.tensor(reward_fn(batch_prompts, completions), dtype=torch.float32)
+    else:
+        scores = score_completions(
+            models.reward_model,
+            tokenizer,
+            batch_prompts,
+            completions,
+            batch_size=config.reward_batch_size,
+        )
+    # Inference tensors cannot be saved for backward; the updates get clones.
+    return _Rollout(
+        prompts=batch_prompts,
+        input_ids=input_ids.clone(),
+        attention_mask=attention_mask.clone(),
+        prompt_len=P,
+        responses=responses.clone(),
+        mask=mask.float(),
+        has_eos=has_eos.clone(),
+        logprobs=logprobs.clone(),
+        ref_logprobs=ref_logprobs.clone(),
+        anchor_logprobs=anchor_logprobs.clone(),
+        entropy=entropy.clone(),
+        values=values.clone(),
+        scores=scores.to(device),
+    )
+
+
+class _RunningMoments:
+    """Mean and std of every score seen so far in the run (Chan et al.'s parallel update)."""
+
+    def __init__(self) -> None:
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def update(self, x: torch.Tensor) -> None:
+        n, mean = x.numel(), x.mean().item()
+        m2 = ((x - mean) ** 2).sum().item()
+        delta, total = mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        self.m2 += m2 + delta**2 * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / max(self.count - 1, 1))
+
+
+def _shaped_scores(
+    rollout: _Rollout, config: PPOConfig, moments: _RunningMoments, target_length: float
+) -> torch.Tensor:
+    """[B] the score PPO maximises: normalised, minus the missing-EOS and length penalties."""
+    scores = rollout.scores
+    if config.normalize_rewards:
+        moments.update(scores)
+        scores = (scores - moments.mean) / (moments.std + 1e-6)
+    scores = scores - config.missing_eos_penalty * (~rollout.has_eos).float()
+    if config.length_penalty:
+        lengths = rollout.mask.sum(1).clamp(min=1)
+        scores = scores - config.length_penalty * (lengths / target_length).log().abs()
+    return scores
+
+
+def _advantages(
+    rollout: _Rollout, scores: torch.Tensor, config: PPOConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(per-token KL to the reference, advantages, returns), each [B, T]."""
+    fmask = rollout.mask
+    kl = (rollout.logprobs - rollout.ref_logprobs) * fmask  # per-token estimate of KL(π||π_ref)
+    anchor_kl = (rollout.logprobs - rollout.anchor_logprobs) * fmask
+    rewards = -config.kl_coef * kl - config.anchor_kl_coef * anchor_kl
+    last = fmask.sum(1).long() - 1  # index of the final response token (the EOS if any)
+    rewards[torch.arange(len(last), device=rewards.device), last] += scores
+    advantages, returns = compute_gae(rewards, rollout.values, fmask, config.gamma, config.lam)
+    if config.whiten_advantages:
+        advantages = _masked_whiten(advantages, fmask)
+    return kl, advantages, returns
+
+
+def _update(
+    models: _Models,
+    optimizer: torch.optim.Optimizer,
+    rollout: _Rollout,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    config: PPOConfig,
+) -> dict[str, float]:
+    """`ppo_epochs` passes of clipped policy and value updates over shuffled minibatches."""
+    r, P = rollout, rollout.prompt_len
+    trainable = [p for group in optimizer.param_groups for p in group["params"]]
+    losses: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_fraction": []}
+    B = len(r.prompts)
+    with _activation_checkpointing([models.policy, models.critic], config.gradient_checkpointing):
+        for _ in range(config.ppo_epochs):
+            perm = torch.randperm(B, device=r.input_ids.device)
+            for start in range(0, B, config.mini_batch_size):
+                idx = perm[start : start + config.mini_batch_size]
+                ids, attn, mb_mask = r.input_ids[idx], r.attention_mask[idx], r.mask[idx]
+                new_logits = _policy_logits(models.policy, ids, attn, P, config.temperature)
+                new_logprobs = _token_logprobs(new_logits, r.responses[idx])
+                new_values = _values(models.critic, ids, attn, P)
+                pg_loss, clip_fraction = policy_loss(
+                    new_logprobs, r.logprobs[idx], advantages[idx], mb_mask, config.cliprange
+                )
+                vf_loss = value_loss(
+                    new_values, r.values[idx], returns[idx], mb_mask, config.cliprange_value
+                )
+                loss = pg_loss + config.vf_coef * vf_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                optimizer.step()
+                losses["policy_loss"].append(pg_loss.item())
+                losses["value_loss"].append(vf_loss.item())
+                losses["clip_fraction"].append(clip_fraction.item())
+    return {name: sum(vals) / len(vals) for name, vals in losses.items()}
+
+
 def train_ppo(
     policy_dir: str | Path,
     reward_dir: str | Path,
-    prompts: list[str],
+    prompts: list[Prompt],
     out_dir: str | Path,
     config: PPOConfig,
-    on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+    on_step: StepCallback | None = None,
     reward_fn: RewardFn | None = None,
+    anchor_dir: str | Path | None = None,
 ) -> dict:
     """Optimise the policy in `policy_dir` against the reward model in `reward_dir`.
 
-    The reference policy is the starting policy (same directory); the critic starts from the
-    reward model. `on_step(step, total_steps, metrics)` is called after every step (step counts
-    from 1). `reward_fn(prompts, completions) -> scores`, when given, replaces the reward model's
-    scores (for tests and hand-written preferences); the critic still starts from `reward_dir`.
-    Metrics per step: mean_reward (the score PPO maximises, after the missing-EOS penalty),
-    kl (mean over rollouts of the summed per-token log-ratio to the reference), entropy (per
-    token), policy_loss, value_loss and clip_fraction (means over the step's updates),
-    mean_response_length (tokens, EOS included) and no_eos_fraction.
+    The reference policy is the starting policy (same directory); the anchor is `anchor_dir`
+    (v1 or the SFT policy; none given, or the same directory, means the reference is the anchor).
+    The critic starts from the reward model. `on_step(step, total_steps, metrics)` is called
+    after every step (step counts from 1). `reward_fn(prompts, completions) -> scores`, when
+    given, replaces the reward model's scores (for tests and hand-written preferences); the
+    critic still starts from `reward_dir`.
+    Metrics per step: mean_reward (the reward model's raw mean score), mean_shaped_score (what
+    PPO maximises: normalised, after the missing-EOS and length penalties), kl and anchor_kl
+    (means over rollouts of the summed per-token log-ratio to the reference and the anchor),
+    entropy (per token), policy_loss, value_loss and clip_fraction (means over the step's
+    updates), mean_response_length (tokens, EOS included) and no_eos_fraction.
     Saves the policy (causal LM only, LoRA adapters merged) to `out_dir` and returns a
     summary: first/last mean reward, final kl, the per-step metrics, seconds,
     tokens_per_second (response tokens sampled per second of the training loop),
@@ -301,38 +563,18 @@ def train_ppo(
     device = pick_device()
     reset_peak_memory(device)
     tokenizer = load_tokenizer(policy_dir)
-
-    # Policy and critic in float32: PPO's ratios and small value updates are fragile in half
-    # precision. eval() everywhere: no dropout, so rollout and update forwards agree exactly.
-    policy = load_causal_lm(policy_dir, device=device, dtype=torch.float32).eval()
-    if config.gradient_checkpointing:
-        policy.activation_checkpointing_enable()
-    ref_policy = None
-    if config.lora_r > 0:
-        policy = _with_lora(policy, config)
-    else:
-        ref_policy = load_causal_lm(policy_dir, device=device, dtype=torch.float32).eval()
-        ref_policy.requires_grad_(False)
-    critic = load_reward_model(reward_dir, device=device, dtype=torch.float32).eval()
-    if config.gradient_checkpointing:
-        critic.activation_checkpointing_enable()
-    reward_model = None
-    if reward_fn is None:
-        reward_model = load_reward_model(reward_dir, device=device).eval()
-        reward_model.requires_grad_(False)
-    for model in (critic, reward_model):  # both read the policy's token ids
+    models = _load_models(policy_dir, reward_dir, anchor_dir, config, reward_fn is None, device)
+    for model in (models.critic, models.reward_model):  # both read the policy's token ids
         if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
             raise ValueError(f"{type(model).__name__} vocabulary is smaller than the policy's")
-
     optimizer = torch.optim.AdamW(
-        [p for p in (*policy.parameters(), *critic.parameters()) if p.requires_grad],
+        [p for m in (models.policy, models.critic) for p in m.parameters() if p.requires_grad],
         lr=config.learning_rate,
     )
-    trainable = [p for g in optimizer.param_groups for p in g["params"]]
     generation_config = GenerationConfig(
         do_sample=True,
         temperature=config.temperature,
-        top_k=0,  # sample from the full distribution: the logprobs below assume it
+        top_k=0,  # sample from the full distribution: the logprobs assume it
         top_p=1.0,
         max_new_tokens=config.max_new_tokens,
         eos_token_id=tokenizer.eos_token_id,
@@ -343,8 +585,8 @@ def train_ppo(
     order_rng = torch.Generator().manual_seed(config.seed)
     order: list[int] = []
     history: list[dict[str, float]] = []
+    moments, target_length = _RunningMoments(), 0.0
     loop_started = time.monotonic()
-
     for step in range(1, config.steps + 1):
         batch_prompts = []
         for _ in range(config.batch_size):
@@ -352,108 +594,25 @@ def train_ppo(
                 order = torch.randperm(len(prompts), generator=order_rng).tolist()
             batch_prompts.append(prompts[order.pop()])
 
-        # ---- Rollout: sample, then score under policy, reference, critic and reward model.
-        with torch.inference_mode():
-            enc = tokenizer(
-                [format_prompt(p) for p in batch_prompts],
-                return_tensors="pt",
-                padding=True,
-                padding_side="left",  # generation appends on the right
-            ).to(device)
-            # Long prompts lose their beginning, never the template's "### Response:" ending.
-            prompt_ids = enc.input_ids[:, -config.max_prompt_length :]
-            prompt_mask = enc.attention_mask[:, -config.max_prompt_length :]
-            P = prompt_ids.shape[1]
-            sequences = policy.generate(
-                input_ids=prompt_ids,
-                attention_mask=prompt_mask,
-                generation_config=generation_config,
-            )
-            responses = sequences[:, P:]  # [B, T]; T <= max_new_tokens (stops when all ended)
-            is_eos = responses == tokenizer.eos_token_id
-            # Keep tokens up to and including the first EOS; generate pads after it.
-            mask = (is_eos.long().cumsum(1) - is_eos.long()) == 0
-            has_eos = is_eos.any(1)
-            responses = responses.masked_fill(~mask, tokenizer.pad_token_id)
-            input_ids = torch.cat([prompt_ids, responses], 1)
-            attention_mask = torch.cat([prompt_mask, mask.long()], 1)
+        rollout = _rollout(models, tokenizer, batch_prompts, generation_config, config, reward_fn)
+        target_length = target_length or rollout.mask.sum(1).mean().item()
+        scores = _shaped_scores(rollout, config, moments, target_length)
+        kl, advantages, returns = _advantages(rollout, scores, config)
+        losses = _update(models, optimizer, rollout, advantages, returns, config)
 
-            logits = _policy_logits(policy, input_ids, attention_mask, P, config.temperature)
-            logprobs = _token_logprobs(logits, responses)
-            probs = logits.softmax(-1)
-            entropy = torch.logsumexp(logits, -1) - (probs * logits).sum(-1)  # [B, T]
-            del logits, probs
-            with _as_reference(policy, ref_policy) as reference:
-                ref_logits = _policy_logits(
-                    reference, input_ids, attention_mask, P, config.temperature
-                )
-            ref_logprobs = _token_logprobs(ref_logits, responses)
-            del ref_logits
-            values = _values(critic, input_ids, attention_mask, P)
-
-            completions = tokenizer.batch_decode(responses, skip_special_tokens=True)
-            if reward_fn is not None:
-                scores = torch.tensor(reward_fn(batch_prompts, completions), dtype=torch.float32)
-            else:
-                scores = score_completions(
-                    reward_model,
-                    tokenizer,
-                    batch_prompts,
-                    completions,
-                    batch_size=config.reward_batch_size,
-                )
-            scores = scores.to(device) - config.missing_eos_penalty * (~has_eos).float()
-
-        # Inference tensors cannot be saved for backward; clone the ones the updates use.
-        input_ids, attention_mask = input_ids.clone(), attention_mask.clone()
-        responses, logprobs, values = responses.clone(), logprobs.clone(), values.clone()
-        fmask = mask.float()  # [B, T]
-
-        # ---- Rewards and advantages.
-        kl = (logprobs - ref_logprobs) * fmask  # per-token estimate of KL(π || π_ref)
-        rewards = -config.kl_coef * kl
-        last = fmask.sum(1).long() - 1  # index of the final response token (the EOS if any)
-        rewards[torch.arange(len(last), device=device), last] += scores
-        advantages, returns = compute_gae(rewards, values, fmask, config.gamma, config.lam)
-        if config.whiten_advantages:
-            advantages = _masked_whiten(advantages, fmask)
-
-        # ---- PPO updates.
-        losses: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_fraction": []}
-        B = len(batch_prompts)
-        with _activation_checkpointing([policy, critic], config.gradient_checkpointing):
-            for _ in range(config.ppo_epochs):
-                perm = torch.randperm(B, device=device)
-                for start in range(0, B, config.mini_batch_size):
-                    idx = perm[start : start + config.mini_batch_size]
-                    mb_mask = fmask[idx]
-                    new_logits = _policy_logits(
-                        policy, input_ids[idx], attention_mask[idx], P, config.temperature
-                    )
-                    new_logprobs = _token_logprobs(new_logits, responses[idx])
-                    new_values = _values(critic, input_ids[idx], attention_mask[idx], P)
-                    pg_loss, clip_fraction = policy_loss(
-                        new_logprobs, logprobs[idx], advantages[idx], mb_mask, config.cliprange
-                    )
-                    vf_loss = value_loss(
-                        new_values, values[idx], returns[idx], mb_mask, config.cliprange_value
-                    )
-                    loss = pg_loss + config.vf_coef * vf_loss
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                    optimizer.step()
-                    losses["policy_loss"].append(pg_loss.item())
-                    losses["value_loss"].append(vf_loss.item())
-                    losses["clip_fraction"].append(clip_fraction.item())
-
+        fmask = rollout.mask
         metrics = {
-            "mean_reward": scores.mean().item(),  # after the missing-EOS penalty
+            "mean_reward": rollout.scores.mean().item(),
+            "mean_shaped_score": scores.mean().item(),
             "kl": kl.sum(1).mean().item(),
-            "entropy": _masked_mean(entropy, fmask).item(),
-            **{name: sum(vals) / len(vals) for name, vals in losses.items()},
+            "anchor_kl": ((rollout.logprobs - rollout.anchor_logprobs) * fmask)
+            .sum(1)
+            .mean()
+            .item(),
+            "entropy": _masked_mean(rollout.entropy, fmask).item(),
+            **losses,
             "mean_response_length": fmask.sum(1).mean().item(),
-            "no_eos_fraction": (~has_eos).float().mean().item(),
+            "no_eos_fraction": (~rollout.has_eos).float().mean().item(),
         }
         history.append(metrics)
         if on_step is not None:
@@ -461,15 +620,15 @@ def train_ppo(
 
     loop_seconds = time.monotonic() - loop_started
     response_tokens = sum(round(m["mean_response_length"] * config.batch_size) for m in history)
+    policy = models.policy
     trainable_parameters = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-    if config.lora_r > 0:
-        policy = policy.merge_and_unload()  # a plain model: from_pretrained loads it
-    save_model(policy, tokenizer, out_dir)
+    save_model(merge_lora(policy), tokenizer, out_dir)  # a plain model: from_pretrained loads it
     final = history[-1] if history else {}
     return {
         "first_mean_reward": history[0]["mean_reward"] if history else math.nan,
         "last_mean_reward": final.get("mean_reward", math.nan),
         "final_kl": final.get("kl", math.nan),
+        "final_anchor_kl": final.get("anchor_kl", math.nan),
         "steps": history,
         "seconds": time.monotonic() - started,
         "tokens_per_second": response_tokens / max(loop_seconds, 1e-9),

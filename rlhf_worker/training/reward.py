@@ -22,44 +22,85 @@ from rlhf_worker.training.artifacts import (
     pick_device,
     save_model,
 )
-from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.finetune import add_lora, merge_lora, train_top_layers, unwrap
+from rlhf_worker.training.format import Prompt, encode_exchange, prompt_key
 
 # One labeled example: a prompt and its completions ranked best -> worst (K >= 2).
-RankedExample = tuple[str, list[str]]
+RankedExample = tuple[Prompt, list[str]]
 
 
-def reward_texts(
-    tokenizer: PreTrainedTokenizerBase, prompts: list[str], completions: list[str]
-) -> list[str]:
-    """What the reward model reads: the formatted prompt, the completion, and EOS."""
-    return [
-        format_prompt(p) + c + tokenizer.eos_token
+def encode_for_reward(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[Prompt],
+    completions: list[str],
+    max_length: int,
+) -> dict[str, torch.Tensor]:
+    """What the reward model reads, right-padded: formatted prompt, completion, EOS.
+
+    Long prompts lose their start (format.encode_exchange). The attention mask comes from the
+    lengths, so a pad id equal to EOS cannot hide the EOS that ends an answer.
+    """
+    rows = [
+        encode_exchange(tokenizer, p, c, max_length)[0]
         for p, c in zip(prompts, completions, strict=True)
     ]
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def token_scores(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """[B, T] the score head read at every position (PPO's critic reads it as values).
+
+    transformers' sequence-classification forward picks "the last token that is not the pad"
+    itself, which skips an EOS whose id is the pad's; reading the backbone and head directly
+    leaves the choice of position to the caller.
+    """
+    inner = unwrap(model)
+    hidden = inner.base_model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=False,
+    ).last_hidden_state
+    return inner.score(hidden)[..., 0]
+
+
+def sequence_scores(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """[B] the reward of each sequence: the score at its last attended token (its EOS)."""
+    last = attention_mask.shape[1] - 1 - attention_mask.flip(1).argmax(1)
+    scores = token_scores(model, input_ids, attention_mask)
+    return scores[torch.arange(len(last), device=scores.device), last]
 
 
 @torch.inference_mode()
 def score_completions(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
+    prompts: list[Prompt],
     completions: list[str],
     batch_size: int = 16,
     max_length: int = 512,
 ) -> torch.Tensor:
     """Scalar rewards, shape [len(prompts)], for each (prompt, completion) pair (on CPU)."""
     model.eval()
-    texts = reward_texts(tokenizer, prompts, completions)
     scores = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(
-            texts[start : start + batch_size],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-        ).to(model.device)
-        scores.append(model(**batch).logits[:, 0].float().cpu())
+    for start in range(0, len(prompts), batch_size):
+        end = start + batch_size
+        batch = encode_for_reward(tokenizer, prompts[start:end], completions[start:end], max_length)
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        scores.append(sequence_scores(model, **batch).float().cpu())
     return torch.cat(scores) if scores else torch.zeros(0)
 
 
@@ -97,18 +138,44 @@ class RewardConfig:
     learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     max_length: int = field(
-        default=512, metadata={"help": "Tokens per prompt+completion; longer ones are truncated."}
+        default=512,
+        metadata={
+            "help": "Tokens per prompt+completion; a longer prompt loses its start, the "
+            "completion is kept."
+        },
     )
     eval_fraction: float = field(
         default=0.1, metadata={"help": "Share of prompts held out to measure accuracy."}
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
     seed: int = field(default=0, metadata={"help": "Seed for shuffling and the score head."})
+    lora_r: int = field(
+        default=0,
+        metadata={
+            "help": "LoRA rank on every linear layer (the score head trains fully); 0 trains "
+            "all weights. The adapters are merged into the saved reward model."
+        },
+    )
+    lora_alpha: int = field(
+        default=32, metadata={"help": "LoRA scale: adapter updates are scaled by alpha / r."}
+    )
+    top_layers: int = field(
+        default=0,
+        metadata={
+            "help": "Train only the last N transformer layers (and the score head), the rest "
+            "frozen: on a CPU the backward pass, and the memory it holds, stop there. 0 trains "
+            "every layer."
+        },
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "Recompute activations in the backward pass: less memory, more time."},
+    )
 
 
-def is_held_out(prompt: str, fraction: float) -> bool:
+def is_held_out(prompt: Prompt, fraction: float) -> bool:
     """A stable split by prompt: all rankings of one prompt fall on the same side."""
-    digest = int(hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:8], 16)
+    digest = int(hashlib.sha256(prompt_key(prompt).encode("utf-8")).hexdigest()[:8], 16)
     return digest / 0xFFFFFFFF < fraction
 
 
@@ -116,11 +183,9 @@ def _forward(model, tokenizer, batch: list[RankedExample], max_length: int):
     """Rewards [B, Kmax] for a batch of rankings, in one forward of all their completions."""
     kmax = max(len(completions) for _, completions in batch)
     prompts = [p for p, completions in batch for _ in completions]
-    texts = reward_texts(tokenizer, prompts, [c for _, completions in batch for c in completions])
-    enc = tokenizer(
-        texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length
-    ).to(model.device)
-    flat = model(**enc).logits[:, 0]  # [sum K]
+    completions = [c for _, completions in batch for c in completions]
+    enc = encode_for_reward(tokenizer, prompts, completions, max_length)
+    flat = sequence_scores(model, **{k: v.to(model.device) for k, v in enc.items()})  # [sum K]
     rewards = flat.new_zeros(len(batch), kmax)
     valid = torch.zeros(len(batch), kmax, dtype=torch.bool, device=flat.device)
     start = 0
@@ -183,10 +248,18 @@ def train_reward_model(
     device = pick_device()
     tokenizer = load_tokenizer(base_dir)
     tokenizer.padding_side = "right"
-    model = load_reward_model(base_dir, device=device)
+    model = load_reward_model(base_dir, device=device, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
+    if config.gradient_checkpointing:
+        model.activation_checkpointing_enable()
+    if config.lora_r > 0:
+        model = add_lora(model, config.lora_r, config.lora_alpha, "SEQ_CLS", config.top_layers)
+    else:
+        train_top_layers(model, config.top_layers)
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
     )
     steps_per_epoch = -(-len(train) // config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -217,8 +290,9 @@ def train_reward_model(
         "steps": history,
         "train_loss_first": history[0]["loss"],
         "train_loss_last": history[-1]["loss"],
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         **evaluate_reward_model(model, tokenizer, held_out, config),
     }
-    save_model(model, tokenizer, out_dir)
+    save_model(merge_lora(model), tokenizer, out_dir)
     metrics["seconds"] = time.monotonic() - started
     return metrics

@@ -1,6 +1,7 @@
 """Supervised fine-tuning on (prompt, answer) pairs, InstructGPT's first step.
 
-Each example is format_prompt(prompt) + answer + EOS. The loss is the usual next-token
+Each example is the formatted prompt (format.py: the chat template when the tokenizer has one) +
+answer + EOS. The loss is the usual next-token
 cross-entropy, but only on the answer and its EOS: the prompt's labels are -100, so the model
 learns to answer instructions, not to write them. Batches are right-padded; the loss is the
 mean over all answer tokens of a batch.
@@ -16,7 +17,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, pick_device, save_model
-from rlhf_worker.training.format import format_prompt
+from rlhf_worker.training.format import Prompt, encode_exchange
 
 IGNORE_INDEX = -100  # cross_entropy's ignore_index: label of tokens that carry no loss
 
@@ -38,7 +39,10 @@ class SFTConfig:
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient norm clip."})
     max_length: int = field(
-        default=256, metadata={"help": "Prompt + answer + EOS are truncated to this many tokens."}
+        default=256,
+        metadata={
+            "help": "Tokens of prompt + answer + EOS; a longer prompt loses its start first."
+        },
     )
     seed: int = field(default=0, metadata={"help": "Seed of the example order."})
 
@@ -52,18 +56,16 @@ def lr_factor(step: int, total: int, warmup_steps: int, min_lr_ratio: float) -> 
 
 
 def tokenize_example(
-    tokenizer: PreTrainedTokenizerBase, prompt: str, answer: str, max_length: int
+    tokenizer: PreTrainedTokenizerBase, prompt: Prompt, answer: str, max_length: int
 ) -> tuple[list[int], list[int]]:
     """(input_ids, labels) of one example; labels are -100 on the prompt.
 
     Prompt and answer are tokenized apart so the prompt's tokens are exactly those generation
-    conditions on; the answer may be cut by max_length (and lose its EOS).
+    conditions on; a long prompt loses its start, and only an answer longer than max_length by
+    itself is cut (and loses its EOS).
     """
-    prompt_ids = tokenizer(format_prompt(prompt))["input_ids"]
-    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-    answer_ids = [*answer_ids, tokenizer.eos_token_id]
-    input_ids = (prompt_ids + answer_ids)[:max_length]
-    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
+    input_ids, n_prompt = encode_exchange(tokenizer, prompt, answer, max_length)
+    labels = [IGNORE_INDEX] * n_prompt + input_ids[n_prompt:]
     return input_ids, labels
 
 
@@ -85,7 +87,7 @@ def collate(
 def train_sft(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    examples: list[tuple[str, str]],
+    examples: list[tuple[Prompt, str]],
     config: SFTConfig,
     on_step: StepCallback | None = None,
 ) -> dict:
@@ -144,7 +146,7 @@ def train_sft(
 
 def sft_model_dir(
     model_dir: str | Path,
-    examples: list[tuple[str, str]],
+    examples: list[tuple[Prompt, str]],
     out_dir: str | Path,
     config: SFTConfig,
     on_step: StepCallback | None = None,

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import torch
 
-from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer
+from rlhf_worker.training.artifacts import BUILD_METRICS_FILE, load_causal_lm, load_tokenizer
 from rlhf_worker.training.bootstrap import (
-    METRICS_FILE,
     BootstrapConfig,
     TinyModelConfig,
     bootstrap_base_model,
@@ -51,14 +50,14 @@ def test_bootstrap_writes_a_loadable_model_and_caches_it(tmp_path):
         assert math.isfinite(metrics["sft"][loss])
     assert metrics["pretrain"]["steps"] == 4
     assert metrics["sft"]["steps"] == 2
-    assert json.loads((out / METRICS_FILE).read_text()) == metrics
+    assert json.loads((out / BUILD_METRICS_FILE).read_text()) == metrics
 
     tok = load_tokenizer(out)
     model = load_causal_lm(out, device=torch.device("cpu"))
     assert len(tok) == metrics["vocab_size"] <= 512
     assert model.config.hidden_size == 32
     assert model.config.eos_token_id == tok.eos_token_id != tok.pad_token_id
-    enc = tok(format_prompt(demonstrations[0][0]), return_tensors="pt")
+    enc = tok(format_prompt(tok, demonstrations[0][0]), return_tensors="pt")
     out_ids = model.generate(
         **enc, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id
     )

@@ -44,7 +44,7 @@ def test_k_completions_in_input_order_stopping_at_eos(trained_dir):
         for c in completions:
             assert c["text"] == answer  # its own answer: the order survived sorting
             assert c["finished"]
-            assert c["prompt_tokens"] == len(tok(format_prompt(prompt))["input_ids"])
+            assert c["prompt_tokens"] == len(tok(format_prompt(tok, prompt))["input_ids"])
             answer_tokens = len(tok(answer, add_special_tokens=False)["input_ids"])
             assert c["completion_tokens"] == answer_tokens + 1  # + EOS, nothing after it
             assert c["sampling"] == {

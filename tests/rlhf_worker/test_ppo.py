@@ -147,7 +147,7 @@ def token_rate(model_dir, tokenizer, token_id: int, max_new_tokens: int) -> floa
     """Share of `token_id` among the tokens of 64 sampled responses (fixed seed)."""
     torch.manual_seed(1234)
     model = load_causal_lm(model_dir, device=torch.device("cpu")).eval()
-    prompts = [format_prompt(p) for p in corpus()[0::2][:32]] * 2
+    prompts = [format_prompt(tokenizer, p) for p in corpus()[0::2][:32]] * 2
     enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
     generation = GenerationConfig(
         do_sample=True,

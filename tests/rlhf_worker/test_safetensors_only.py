@@ -181,5 +181,10 @@ def test_nothing_in_the_worker_unpickles_or_loads_a_model_around_the_check():
     assert offenders == []
     artifacts = (ROOT / "rlhf_worker/training/artifacts.py").read_text()
     model_calls = re.split(r"AutoModel\w*\.from_pretrained\(", artifacts)[1:]
-    assert len(model_calls) == 2
-    assert all("use_safetensors=True" in call[:120] for call in model_calls)
+    assert len(model_calls) == 3
+    # Safetensors, or the GGUF of the shipped base model (tensors and metadata, no pickle).
+    assert all(
+        "use_safetensors=True" in call[:120] or "gguf_file=gguf.name" in call[:120]
+        for call in model_calls
+    )
+    assert sum("gguf_file=" in call[:120] for call in model_calls) == 1

@@ -26,7 +26,7 @@ def test_labels_mask_the_prompt_and_padding(tiny_tokenizer):
     examples = [tokenize_example(tok, p, a, max_length=256) for p, a in PAIRS[:2]]
     batch = collate(tok, examples)
     for row, (prompt, answer) in enumerate(PAIRS[:2]):
-        n_prompt = len(tok(format_prompt(prompt))["input_ids"])
+        n_prompt = len(tok(format_prompt(tok, prompt))["input_ids"])
         n_real = int(batch["attention_mask"][row].sum())
         labels, ids = batch["labels"][row], batch["input_ids"][row]
         assert (labels[:n_prompt] == IGNORE_INDEX).all()
@@ -38,10 +38,14 @@ def test_labels_mask_the_prompt_and_padding(tiny_tokenizer):
     assert batch["attention_mask"][0].sum() != batch["attention_mask"][1].sum()  # really padded
 
 
-def test_truncation_keeps_only_what_fits(tiny_tokenizer):
-    ids, labels = tokenize_example(tiny_tokenizer, *PAIRS[1], max_length=12)
-    assert len(ids) == len(labels) == 12
-    assert all(label == IGNORE_INDEX for label in labels)  # all prompt: such examples are dropped
+def test_truncation_cuts_the_start_of_the_prompt_and_keeps_the_answer(tiny_tokenizer):
+    prompt, answer = PAIRS[1]
+    whole, _ = tokenize_example(tiny_tokenizer, prompt, answer, max_length=10_000)
+    answer_ids = tiny_tokenizer(answer, add_special_tokens=False)["input_ids"]
+    n = len(answer_ids) + 1 + 3  # the answer, its EOS and three prompt tokens
+    ids, labels = tokenize_example(tiny_tokenizer, prompt, answer, max_length=n)
+    assert ids == whole[-n:]  # the prompt's start went; the template's end is still there
+    assert labels == [IGNORE_INDEX] * 3 + answer_ids + [tiny_tokenizer.eos_token_id]
 
 
 def test_loss_goes_down(tiny_tokenizer, tiny_model_dir):
@@ -66,7 +70,7 @@ def test_memorises_one_answer(tiny_model_dir, tmp_path):
 
     tok = load_tokenizer(tmp_path / "sft")
     model = load_causal_lm(tmp_path / "sft", device=torch.device("cpu"))
-    enc = tok(format_prompt(prompt), return_tensors="pt")
+    enc = tok(format_prompt(tok, prompt), return_tensors="pt")
     out = model.generate(**enc, do_sample=False, max_new_tokens=16, pad_token_id=tok.pad_token_id)
     text = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     assert text.startswith("The capital of France")

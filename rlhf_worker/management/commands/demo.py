@@ -1,4 +1,8 @@
-"""manage.py demo: the whole loop on one machine: database, tiny model, web server and a worker.
+"""manage.py demo: the whole loop on one machine: database, base model, web server and a worker.
+
+The base model is the shipped SmolLM2-135M-Instruct (converted once); `--tiny` uses the
+from-scratch 1.4M-parameter model instead. Round sizes and the training request of --simulate
+are chosen so that a 2-core CPU reaches v2 and round 2 in minutes (docs/benchmarks.md).
 
 Uses Redis at REDIS_URL when it answers, otherwise an embedded broker that needs no server
 (kombu's filesystem transport in `.broker/`): a real worker process either way, not eager mode.
@@ -54,11 +58,25 @@ def stop_demo(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+# What --simulate asks PPO for on the real model: LoRA, short rollouts, few steps (a CPU).
+CPU_TRAINING = {
+    "reward": {"epochs": 1, "batch_size": 4, "max_length": 384, "lora_r": 16},
+    "steps": 4,
+    "batch_size": 8,
+    "mini_batch_size": 4,
+    "ppo_epochs": 2,
+    "max_new_tokens": 64,
+    "lora_r": 16,
+}
+# Round 1's size: the real model writes round 2 (K answers per prompt) at ~65 tokens/s here.
+DEFAULT_PROMPTS = {"real": 32, "tiny": 252}
+
+
 class Command(BaseCommand):
     help = (
-        "Run the demo: migrate, build (or register) the tiny base model, seed users and round 1, "
-        "then the web server and a Celery worker until Ctrl-C. --simulate also ranks round 1 "
-        "with simulated labelers and starts training."
+        "Run the demo: migrate, make the base model v1 (the shipped SmolLM2-135M-Instruct, or "
+        "--tiny), seed users and round 1, then the web server and a Celery worker until Ctrl-C. "
+        "--simulate also ranks round 1 with simulated labelers and starts training."
     )
 
     def add_arguments(self, parser):
@@ -67,7 +85,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--base-model",
             default="",
-            help="Register this model directory or hub id as v1 instead of building the tiny one.",
+            help="Register this model directory or hub id as v1 instead of the shipped one.",
+        )
+        parser.add_argument(
+            "--tiny",
+            action="store_true",
+            help="Use the tiny from-scratch model (fastest; it writes nonsense).",
         )
         parser.add_argument(
             "--simulate",
@@ -75,14 +98,21 @@ class Command(BaseCommand):
             help="Rank round 1 with simulated labelers, then train it (PPO).",
         )
         parser.add_argument("--preference", default="shorter", help="The simulated preference.")
-        parser.add_argument("--prompts", type=int, default=252, help="Prompts in round 1.")
+        parser.add_argument(
+            "--prompts",
+            type=int,
+            default=None,
+            help=f"Prompts in round 1 (default {DEFAULT_PROMPTS['real']}; "
+            f"{DEFAULT_PROMPTS['tiny']} with --tiny).",
+        )
 
-    def handle(self, host, port, base_model, simulate, preference, prompts, **options):
+    def handle(self, host, port, base_model, tiny, simulate, preference, prompts, **options):
         signal.signal(signal.SIGINT, stop_demo)
         signal.signal(signal.SIGTERM, stop_demo)
         env = self._child_env()
         call_command("migrate", verbosity=0)
-        self._base_model(base_model, env)
+        self._base_model(base_model, tiny, env)
+        prompts = prompts or DEFAULT_PROMPTS["tiny" if tiny else "real"]
         call_command("seed_demo", prompts=prompts, stdout=self.stdout)
         url = f"http://{host}:{port}"
         children = [
@@ -98,7 +128,7 @@ class Command(BaseCommand):
             self.stdout.write("Ctrl-C stops the web server and the worker.\n")
             sys.stdout.flush()
             if simulate:
-                self._simulate(url, preference)
+                self._simulate(url, preference, {} if tiny else CPU_TRAINING)
             self._watch(children)
         except KeyboardInterrupt:
             self.stdout.write("\nStopping the web server and the worker ...")
@@ -124,11 +154,13 @@ class Command(BaseCommand):
             )
         return env
 
-    def _base_model(self, base_model: str, env: dict) -> None:
-        """Policy v1: the given model as it is, or the tiny model built once and cached."""
+    def _base_model(self, base_model: str, tiny: bool, env: dict) -> None:
+        """Policy v1: the given model as it is, else the shipped or the tiny one (made once)."""
         argv = [sys.executable, MANAGE, "bootstrap_model"]
         if base_model:
             argv += ["--register-only", "--out", base_model]
+        elif tiny:
+            argv += ["--tiny"]
         # A child process: torch stays out of this supervisor, which lives as long as the demo.
         if subprocess.run(argv, env=env, check=False).returncode != 0:  # noqa: S603
             raise CommandError("bootstrap_model failed (see above)")
@@ -137,7 +169,7 @@ class Command(BaseCommand):
         # Its own session: Ctrl-C reaches only this supervisor, which stops the children in order.
         return subprocess.Popen([sys.executable, *args], env=env, start_new_session=True)  # noqa: S603
 
-    def _simulate(self, url: str, preference: str) -> None:
+    def _simulate(self, url: str, preference: str, hyperparameters: dict) -> None:
         """Rank the labeling round through the API by `preference`, then train it with PPO."""
         round_ = LabelingRound.objects.filter(state=LabelingRound.State.LABELING).first()
         if round_ is None:
@@ -153,7 +185,7 @@ class Command(BaseCommand):
         token = issue_token(get_user_model().objects.get(username="admin"), name="demo")
         request = urllib.request.Request(  # noqa: S310 (our own local server)
             f"{url}/api/v1/rounds/{round_.pk}/train",
-            data=json.dumps({"method": "ppo"}).encode(),
+            data=json.dumps({"method": "ppo", **hyperparameters}).encode(),
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
