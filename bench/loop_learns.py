@@ -81,7 +81,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", required=True, help="The base policy directory (v1).")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--prompts", type=int, default=64, help="Held-out prompts.")
+    parser.add_argument("--round-prompts", type=int, default=64, help="New prompts per round.")
     parser.add_argument("--preference", default="shorter")
     parser.add_argument("--ppo-steps", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -121,7 +122,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for number in range(1, args.rounds + 1):
             started = time.monotonic()
-            prompts = train_pool[(number - 1) * args.prompts : number * args.prompts]
+            n = args.round_prompts
+            prompts = train_pool[(number - 1) * n : number * n]
             samples = generate_completions(versions[-1], prompts, sampling)
             for prompt, answers in zip(prompts, samples, strict=True):
                 texts = [a["text"] for a in answers]

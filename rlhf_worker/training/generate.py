@@ -2,8 +2,8 @@
 
 Prompts go through the chat template (format.encode_prompt), are sorted by length and generated
 in batches (left-padded, so every row's next token is appended at the same column), the K
-samples of a prompt in the same generate call (num_return_sequences: transformers repeats each
-prompt K times), with the KV cache, under torch.inference_mode. Each completion is cut at its
+samples of a prompt in the same generate call, continuing from one prefill of the prompt whose
+KV cache is copied K times, under torch.inference_mode. Each completion is cut at its
 first EOS and decoded without special tokens. On a GPU host with vLLM installed,
 `engine="vllm"` samples with vLLM instead; where vLLM is missing (or there is no GPU) it falls
 back to transformers, with a warning.
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers import DynamicCache
 from transformers import GenerationConfig as HFGenerationConfig
 
 from rlhf_worker.training.artifacts import (
@@ -191,12 +192,12 @@ def _sample_with_transformers(
         top_p=None if greedy else config.top_p,
         top_k=None if greedy else 0,  # nucleus sampling only, not HF's default top-50 cut
         max_new_tokens=config.max_new_tokens,
-        num_return_sequences=1 if greedy else config.k,
+        num_return_sequences=1,  # the K samples are K rows of one shared prefill
         use_cache=True,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    per_prompt = hf_config.num_return_sequences
+    per_prompt = 1 if greedy else config.k
     sampled: list[list[list[int]]] = [[] for _ in encoded]
     started = time.monotonic()
     torch.manual_seed(config.seed)
@@ -205,7 +206,9 @@ def _sample_with_transformers(
         batch = tokenizer.pad(
             {"input_ids": [encoded[i] for i in idx]}, padding_side="left", return_tensors="pt"
         ).to(device)
-        sequences = model.generate(**batch, generation_config=hf_config)
+        cache = _shared_prefill(model, batch, per_prompt)
+        batch = {k: v.repeat_interleave(per_prompt, 0) for k, v in batch.items()}
+        sequences = model.generate(**batch, past_key_values=cache, generation_config=hf_config)
         new_tokens = sequences[:, batch["input_ids"].shape[1] :].cpu()  # [len(idx) * k, T]
         for row, tokens in enumerate(new_tokens.tolist()):
             sampled[idx[row // per_prompt]].append(tokens)  # a prompt's samples are consecutive
@@ -213,6 +216,21 @@ def _sample_with_transformers(
         if on_batch is not None:
             on_batch(done, len(encoded))
     return sampled, time.monotonic() - started, peak_memory_metrics(device)
+
+
+def _shared_prefill(model, batch: dict[str, torch.Tensor], copies: int) -> DynamicCache:
+    """The KV cache of every prompt token but the last, computed once per prompt, then copied
+    for its K samples. transformers' num_return_sequences would repeat the prompt K times
+    before the prefill, and on a CPU the prompts' prefill is most of a short answer's cost.
+    generate then feeds only the last prompt token and samples on from there.
+    """
+    ids, mask = batch["input_ids"][:, :-1], batch["attention_mask"][:, :-1]
+    cache = DynamicCache(config=model.config)
+    position_ids = (mask.cumsum(1) - 1).clamp(min=0)  # as generate counts them: pads skipped
+    model(input_ids=ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache)
+    if copies > 1:
+        cache.batch_repeat_interleave(copies)
+    return cache
 
 
 def _sample_with_vllm(
