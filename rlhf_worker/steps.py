@@ -23,7 +23,7 @@ from labelapp.models import TrainingRun as Run
 from labelapp.services.training import policy_dir, report_progress, save_generated
 from rlhf_worker.training.compare import compare_policies
 from rlhf_worker.training.dpo import DPOSettings, train_dpo
-from rlhf_worker.training.format import Message, as_messages
+from rlhf_worker.training.format import Message, as_messages, dialogue_turns
 from rlhf_worker.training.generate import GenerationConfig, sample_completions
 from rlhf_worker.training.online import OnlineRLSettings, train_online
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
@@ -57,8 +57,9 @@ def progress_of(run: Run) -> Callable[[int, int, dict], None]:
 
 
 def conversation(text: str) -> list[Message]:
-    """A stored prompt as the conversation every model step reads: SYSTEM_PROMPT, then it."""
-    return as_messages(text, settings.SYSTEM_PROMPT)
+    """A stored prompt as the conversation every model step reads: SYSTEM_PROMPT, then its
+    turns (an imported HH-RLHF dialogue is several)."""
+    return as_messages(dialogue_turns(text), settings.SYSTEM_PROMPT)
 
 
 def _hyperparameters(run: Run) -> dict:

@@ -55,8 +55,11 @@ def train_top_layers(model: PreTrainedModel, top_layers: int) -> PreTrainedModel
     if not top:
         return model
     inner = unwrap(model).base_model  # the backbone: embeddings, layers, final norm
+    layers = getattr(inner, "layers", None)
+    if layers is None:
+        raise ValueError(f"top_layers needs a Llama-style .layers list; {type(inner).__name__}")
     inner.get_input_embeddings().requires_grad_(False)
-    for index, layer in enumerate(inner.layers):
+    for index, layer in enumerate(layers):
         layer.requires_grad_(index in top)
     return model
 

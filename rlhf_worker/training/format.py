@@ -10,6 +10,9 @@ Token lengths come from the sequences themselves, never from the pad id: an inst
 is often its EOS, and the EOS that ends an answer must be read, scored and trained on.
 """
 
+import re
+
+import torch
 from transformers import PreTrainedTokenizerBase
 
 PROMPT_TEMPLATE = "### Instruction:\n{prompt}\n\n### Response:\n"
@@ -28,6 +31,27 @@ def as_messages(prompt: Prompt, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> l
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     if messages and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
+_HH_ROLES = {"Human": "user", "Assistant": "assistant"}
+
+
+def dialogue_turns(text: str) -> Prompt:
+    """An HH-RLHF dialogue ("\n\nHuman: … \n\nAssistant: … \n\nAssistant:") as its turns;
+    any other text as it is. The empty assistant turn it ends on is the answer to write."""
+    if not text.lstrip("\n").startswith("Human:"):
+        return text
+    parts = _HH_TURN.split("\n\n" + text.lstrip("\n"))  # ["", role, content, role, content…]
+    messages = [
+        {"role": _HH_ROLES[role], "content": content.strip()}
+        for role, content in zip(parts[1::2], parts[2::2], strict=True)
+    ]
+    if messages and messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
+        messages.pop()
+    if not messages or messages[-1]["role"] != "user":
+        return text
     return messages
 
 
@@ -80,3 +104,15 @@ def encode_exchange(
     keep = max_length - len(answer_ids)
     prompt_ids = prompt_ids[len(prompt_ids) - keep :] if keep > 0 else []
     return prompt_ids + answer_ids, len(prompt_ids)
+
+
+def pad_right(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens [B, T], attention mask [B, T]) of right-padded rows; the mask is 1 where a row
+    has a token, whatever its id (a pad id equal to EOS hides nothing)."""
+    width = max(len(row) for row in rows)
+    tokens = torch.full((len(rows), width), value, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        tokens[index, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[index, : len(row)] = 1
+    return tokens, mask

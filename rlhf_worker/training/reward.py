@@ -23,7 +23,7 @@ from rlhf_worker.training.artifacts import (
     save_model,
 )
 from rlhf_worker.training.finetune import add_lora, merge_lora, train_top_layers, unwrap
-from rlhf_worker.training.format import Prompt, encode_exchange, prompt_key
+from rlhf_worker.training.format import Prompt, encode_exchange, pad_right, prompt_key
 
 # One labeled example: a prompt and its completions ranked best -> worst (K >= 2).
 RankedExample = tuple[Prompt, list[str]]
@@ -44,12 +44,7 @@ def encode_for_reward(
         encode_exchange(tokenizer, p, c, max_length)[0]
         for p, c in zip(prompts, completions, strict=True)
     ]
-    width = max(len(ids) for ids in rows)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for row, ids in enumerate(rows):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention_mask[row, : len(ids)] = 1
+    input_ids, attention_mask = pad_right(rows, tokenizer.pad_token_id)
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 

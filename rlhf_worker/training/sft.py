@@ -17,7 +17,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, pick_device, save_model
-from rlhf_worker.training.format import Prompt, encode_exchange
+from rlhf_worker.training.format import Prompt, encode_exchange, pad_right
 
 IGNORE_INDEX = -100  # cross_entropy's ignore_index: label of tokens that carry no loss
 
@@ -73,14 +73,8 @@ def collate(
     tokenizer: PreTrainedTokenizerBase, batch: list[tuple[list[int], list[int]]]
 ) -> dict[str, torch.Tensor]:
     """Right-pad tokenized examples into input_ids, attention_mask and labels tensors."""
-    width = max(len(ids) for ids, _ in batch)
-    input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, (ids, labs) in enumerate(batch):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        labels[row, : len(labs)] = torch.tensor(labs)
-        attention_mask[row, : len(ids)] = 1
+    input_ids, attention_mask = pad_right([ids for ids, _ in batch], tokenizer.pad_token_id)
+    labels, _ = pad_right([labs for _, labs in batch], IGNORE_INDEX)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 

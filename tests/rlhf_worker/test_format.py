@@ -3,6 +3,7 @@
 from rlhf_worker.training.format import (
     PROMPT_TEMPLATE,
     as_messages,
+    dialogue_turns,
     encode_exchange,
     encode_prompt,
     format_prompt,
@@ -49,3 +50,18 @@ def test_an_over_long_prompt_loses_its_start_and_both_answers_survive(tiny_token
     kept = encode_exchange(tiny_tokenizer, LONG_DIALOGUE, answers[1], 48)
     assert kept[0][: kept[1]] == prompt_ids[-kept[1] :]
     assert not ids[0].equal(ids[1])  # truncating from the right would leave two equal rows
+
+
+def test_an_hh_rlhf_dialogue_becomes_its_turns():
+    text = (
+        "\n\nHuman: Hi there.\n\nAssistant: Hello! How can I help?\n\nHuman: A joke.\n\nAssistant:"
+    )
+    assert dialogue_turns(text) == [
+        {"role": "user", "content": "Hi there."},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "A joke."},
+    ]
+    assert dialogue_turns("Human: Hi.\n\nAssistant:") == [{"role": "user", "content": "Hi."}]
+    # Plain prompts, and text that only looks like a dialogue, stay as they are.
+    for text in ("Write a poem about Human: nature.", "\n\nHuman: Hi.\n\nAssistant: Bye."):
+        assert dialogue_turns(text) == text

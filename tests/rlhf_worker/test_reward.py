@@ -80,3 +80,15 @@ def test_the_reward_model_learns_a_trivial_preference(tiny_model_dir, tmp_path):
     model, tok = load_reward_model(tmp_path / "rm"), load_tokenizer(tmp_path / "rm")
     scores = score_completions(model, tok, ["Question 1"] * 2, ["great great great x", "x y z"])
     assert scores[0] > scores[1]
+
+
+def test_top_layers_trains_only_the_last_layers_and_the_head(tiny_model_dir, tmp_path):
+    config = RewardConfig(epochs=1, batch_size=4, learning_rate=1e-2, top_layers=1)
+    metrics = train_reward_model(tiny_model_dir, preference_data(8), tmp_path / "rm", config)
+    before = load_reward_model(tiny_model_dir).state_dict()
+    after = load_reward_model(tmp_path / "rm").state_dict()
+    changed = {name for name in after if not torch.equal(after[name], before[name])}
+    assert "score.weight" in changed
+    assert any(name.startswith("model.layers.1.") for name in changed)
+    assert not any(name.startswith(("model.layers.0.", "model.embed_tokens")) for name in changed)
+    assert metrics["trainable_parameters"] < sum(t.numel() for t in before.values()) / 2

@@ -58,15 +58,16 @@ def stop_demo(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-# What --simulate asks PPO for on the real model: LoRA, short rollouts, few steps (a CPU).
+# What --simulate asks for on the real model, sized for a CPU: the reward model and PPO train
+# their top 8 of 30 layers only, short rollouts, few steps (docs/benchmarks.md).
 CPU_TRAINING = {
-    "reward": {"epochs": 1, "batch_size": 4, "max_length": 384, "lora_r": 16},
+    "reward": {"epochs": 1, "batch_size": 4, "max_length": 384, "top_layers": 8},
     "steps": 4,
     "batch_size": 8,
     "mini_batch_size": 4,
     "ppo_epochs": 2,
     "max_new_tokens": 64,
-    "lora_r": 16,
+    "top_layers": 8,
 }
 # Round 1's size: the real model writes round 2 (K answers per prompt) at ~65 tokens/s here.
 DEFAULT_PROMPTS = {"real": 32, "tiny": 252}
