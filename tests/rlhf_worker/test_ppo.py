@@ -1,16 +1,19 @@
 """PPO: the loss formulas on hand-computed numbers, and real runs on a tiny Llama."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from transformers import GenerationConfig
 
-from rlhf_worker.training.artifacts import load_causal_lm, save_model
+from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, save_model
 from rlhf_worker.training.format import format_prompt
 from rlhf_worker.training.ppo import (
     PPOConfig,
     _policy_logits,
+    _RunningMoments,
+    _shaped_scores,
     _with_lora,
     compute_gae,
     policy_loss,
@@ -218,3 +221,47 @@ def test_policy_logits_of_the_response_equal_those_of_a_full_forward(tiny_model_
     want = full[:, prompt_len - 1 : -1].float() / (temperature + 1e-7)
     assert got.shape == (3, 11 - prompt_len, model.config.vocab_size)
     torch.testing.assert_close(got, want)
+
+
+def test_running_moments_equal_the_statistics_of_everything_seen():
+    torch.manual_seed(0)
+    batches = [torch.randn(8) * 3 + 1, torch.randn(5) - 2, torch.randn(16) * 0.5]
+    moments = _RunningMoments()
+    for batch in batches:
+        moments.update(batch)
+    everything = torch.cat(batches)
+    assert math.isclose(moments.mean, everything.mean().item(), rel_tol=1e-5)
+    assert math.isclose(moments.std, everything.std().item(), rel_tol=1e-5)
+
+
+def test_shaped_scores_normalise_then_penalise_missing_eos_and_length():
+    mask = torch.tensor([[1.0, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]])
+    rollout = SimpleNamespace(
+        scores=torch.tensor([1.0, 3.0, 5.0, 7.0]),
+        has_eos=torch.tensor([True, False, True, True]),
+        mask=mask,
+    )
+    config = PPOConfig(missing_eos_penalty=1.0, length_penalty=0.5)
+    got = _shaped_scores(rollout, config, _RunningMoments(), target_length=2.0)
+    std = torch.tensor([1.0, 3.0, 5.0, 7.0]).std()
+    want = (torch.tensor([1.0, 3.0, 5.0, 7.0]) - 4.0) / std
+    want -= torch.tensor([0.0, 1.0, 0.0, 0.0])  # row 1 never ended
+    want -= 0.5 * torch.tensor([0.0, math.log(2), math.log(2), 0.0])  # twice the target length
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_the_anchor_adds_its_own_kl_when_it_is_another_policy(tiny_model_dir, tmp_path):
+    anchor = load_causal_lm(tiny_model_dir, device=torch.device("cpu"))
+    with torch.no_grad():
+        for param in anchor.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    anchor_dir = save_model(anchor, load_tokenizer(tiny_model_dir), tmp_path / "anchor")
+    config = PPOConfig(steps=1, batch_size=4, mini_batch_size=4, ppo_epochs=1, max_new_tokens=6)
+    same = train_ppo(tiny_model_dir, tiny_model_dir, PROMPTS, tmp_path / "a", config)
+    other = train_ppo(
+        tiny_model_dir, tiny_model_dir, PROMPTS, tmp_path / "b", config, anchor_dir=anchor_dir
+    )
+    # Without an anchor of its own, the anchor is the reference: the two KLs are one.
+    assert same["steps"][0]["anchor_kl"] == same["steps"][0]["kl"] == 0.0
+    assert other["steps"][0]["kl"] == 0.0  # the first rollout's policy is the reference
+    assert other["steps"][0]["anchor_kl"] != 0.0
