@@ -18,16 +18,22 @@ import json
 import random
 import tempfile
 import time
+from itertools import combinations
 from pathlib import Path
 
 import torch
 
 from labelapp.services.simulation import preference
-from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer
+from rlhf_worker.training.artifacts import load_causal_lm, load_reward_model, load_tokenizer
 from rlhf_worker.training.format import encode_prompt
 from rlhf_worker.training.generate import GenerationConfig, generate_completions
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
-from rlhf_worker.training.reward import RewardConfig, train_reward_model
+from rlhf_worker.training.reward import (
+    RewardConfig,
+    is_held_out,
+    score_completions,
+    train_reward_model,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "labelapp" / "data"
 
@@ -66,6 +72,26 @@ def answer_logprobs(model_dir: Path, prompts: list[str], answers: list[str]) -> 
     return totals
 
 
+def strict_pair_accuracy(
+    rm_dir: Path, rankings: list, prefer, config: RewardConfig
+) -> tuple[float, int]:
+    """The reward model's accuracy on its held-out prompts' pairs that the preference orders
+    strictly (a tie, say two answers without the word, was ranked at random and teaches nothing).
+    """
+    model, tokenizer = load_reward_model(rm_dir).eval(), load_tokenizer(rm_dir)
+    correct = pairs = 0
+    for prompt, answers in rankings:
+        if not is_held_out(prompt, config.eval_fraction):
+            continue
+        scores = score_completions(model, tokenizer, [prompt] * len(answers), answers).tolist()
+        for i, j in combinations(range(len(answers)), 2):
+            hidden = prefer(prompt, answers[i]) - prefer(prompt, answers[j])
+            if hidden:
+                pairs += 1
+                correct += (scores[i] - scores[j]) * hidden > 0
+    return (correct / pairs if pairs else float("nan")), pairs
+
+
 def kl_to_first(versions: list[Path], prompts: list[str], answers: list[list[list[dict]]]):
     """KL(v_i || v1) per version, estimated on v_i's own samples: mean log p_i(y) - log p_1(y)."""
     kls = []
@@ -89,6 +115,7 @@ def main() -> None:
     parser.add_argument("--rm-epochs", type=int, default=2)
     parser.add_argument("--top-layers", type=int, default=0, help="RM and PPO: train the top N.")
     parser.add_argument("--lora-r", type=int, default=0, help="PPO: LoRA rank (0: full).")
+    parser.add_argument("--ppo-lr", type=float, default=PPOConfig.learning_rate)
     parser.add_argument("--kl", type=float, default=PPOConfig.kl_coef)
     parser.add_argument("--anchor-kl", type=float, default=PPOConfig.anchor_kl_coef)
     parser.add_argument("--no-normalize", action="store_true", help="Raw reward-model scores.")
@@ -110,6 +137,7 @@ def main() -> None:
         max_new_tokens=args.max_new_tokens,
         top_layers=args.top_layers,
         lora_r=args.lora_r,
+        learning_rate=args.ppo_lr,
         kl_coef=args.kl,
         anchor_kl_coef=args.anchor_kl,
         normalize_rewards=not args.no_normalize,
@@ -138,17 +166,22 @@ def main() -> None:
                 anchor_dir=versions[0],
             )
             versions.append(Path(tmp) / f"v{number + 1}")
+            strict = strict_pair_accuracy(Path(tmp) / f"rm{number}", rankings, prefer, rm_config)
             rounds.append(
                 {
                     "rm_eval_accuracy": rm["eval_accuracy"],
                     "rm_eval_pairs": rm["eval_pairs"],
+                    "rm_strict_accuracy": strict[0],
+                    "rm_strict_pairs": strict[1],
                     "ppo_first_mean_reward": ppo["first_mean_reward"],
                     "ppo_last_mean_reward": ppo["last_mean_reward"],
                     "seconds": round(time.monotonic() - started),
                 }
             )
             print(
-                f"round {number}: RM held-out accuracy {rm['eval_accuracy']}, "
+                f"round {number}: RM held-out accuracy {rm['eval_accuracy']:.3f} "
+                f"({rm['eval_pairs']} pairs; on the {strict[1]} pairs the preference orders "
+                f"strictly: {strict[0]:.3f}), "
                 f"PPO reward {ppo['first_mean_reward']:.2f} -> {ppo['last_mean_reward']:.2f}, "
                 f"KL {ppo['final_kl']:.2f}, {time.monotonic() - started:.0f} s",
                 flush=True,
