@@ -218,13 +218,15 @@ def _sample_with_transformers(
     return sampled, time.monotonic() - started, peak_memory_metrics(device)
 
 
-def _shared_prefill(model, batch: dict[str, torch.Tensor], copies: int) -> DynamicCache:
+def _shared_prefill(model, batch: dict[str, torch.Tensor], copies: int) -> DynamicCache | None:
     """The KV cache of every prompt token but the last, computed once per prompt, then copied
     for its K samples. transformers' num_return_sequences would repeat the prompt K times
     before the prefill, and on a CPU the prompts' prefill is most of a short answer's cost.
     generate then feeds only the last prompt token and samples on from there.
     """
     ids, mask = batch["input_ids"][:, :-1], batch["attention_mask"][:, :-1]
+    if ids.shape[1] == 0:  # one-token prompts: nothing to share
+        return None
     cache = DynamicCache(config=model.config)
     position_ids = (mask.cumsum(1) - 1).clamp(min=0)  # as generate counts them: pads skipped
     model(input_ids=ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache)

@@ -19,10 +19,10 @@ TRL removed its PPOTrainer, so this is ours. The formulation follows InstructGPT
 - `ppo_epochs` passes over shuffled minibatches minimise the clipped surrogate loss plus
   `vf_coef` times the clipped value loss.
 
-Memory switches: `lora_r` trains LoRA adapters on the policy and the critic instead of their
-weights (the CPU default of the demo), so the reference policy is the same model with its
-adapters off rather than a second copy; `gradient_checkpointing` recomputes layer activations
-in the backward pass.
+Memory and compute switches: `lora_r` trains LoRA adapters on the policy and the critic instead
+of their weights, so the reference policy is the same model with its adapters off rather than a
+second copy; `top_layers` trains only their last N layers (the demo's CPU setting: the backward
+pass stops there); `gradient_checkpointing` recomputes layer activations in the backward pass.
 
 Shapes: B is the number of rollouts, P the (left-padded) prompt length, T the response length.
 Position t of the response is predicted from position P - 1 + t of the full sequence.
