@@ -1,6 +1,12 @@
 """Who may do what: the two roles of the product and the checks views start with."""
 
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
 
 LABELERS = "labelers"
 ADMINS = "admins"
@@ -31,3 +37,23 @@ def is_labeler(user: AbstractBaseUser | AnonymousUser) -> bool:
     if not user.is_authenticated:
         return False
     return _in_group(user, LABELERS) or is_admin(user)
+
+
+def role_required(check: Callable[[AbstractBaseUser | AnonymousUser], bool], refusal: str):
+    """A view decorator: login required (redirect to login), then `check(user)` (403)."""
+
+    def decorator(view):
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs):
+            if not check(request.user):
+                raise PermissionDenied(refusal)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+admin_required = role_required(is_admin, "only admins may use the console")
+labeler_required = role_required(is_labeler, "only labelers may label")

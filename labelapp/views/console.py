@@ -2,19 +2,16 @@
 import and export. Views are thin: the work is in labelapp.services."""
 
 import random
-from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from labelapp.access import LABELERS, is_admin
+from labelapp.access import LABELERS, admin_required
 from labelapp.forms import CompareForm, ImportForm, RoundForm, TrainForm
 from labelapp.models import (
     Comparison,
@@ -29,19 +26,6 @@ from labelapp.services.errors import ServiceError
 from labelapp.views.charts import line_chart, run_charts
 
 ACTIVE = [TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
-
-
-def admin_required(view):
-    """Login required (redirect to login), then the admins group (403 for everyone else)."""
-
-    @login_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs):
-        if not is_admin(request.user):
-            raise PermissionDenied("only admins may use the console")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 def _run_timing(run: TrainingRun) -> dict:

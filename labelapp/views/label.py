@@ -1,15 +1,12 @@
 """The labeler's pages: the task page, and the posts it makes (rank, skip)."""
 
-from functools import wraps
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from labelapp.access import is_admin, is_labeler
+from labelapp.access import is_admin, labeler_required
 from labelapp.forms import RankingForm, SkipForm
 from labelapp.models import FLAG_CHOICES, Assignment
 from labelapp.services.assignment import (
@@ -20,19 +17,6 @@ from labelapp.services.assignment import (
 )
 from labelapp.services.errors import NotFound, ServiceError
 from labelapp.services.ranking import submit_ranking
-
-
-def labeler_required(view):
-    """Login required (redirect to login), then the labelers group (403)."""
-
-    @login_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs):
-        if not is_labeler(request.user):
-            raise PermissionDenied("only labelers may label")
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 @login_required
