@@ -1,0 +1,32 @@
+"""Configuration mistakes caught at start-up (`manage.py check`, runserver, migrate, the worker),
+not first inside a worker after work was queued."""
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+# rlhf_worker.training.generate.ENGINES; labelapp does not import the worker's torch modules,
+# and tests/rlhf_worker/test_hyperparameters.py fails when the two drift apart.
+GENERATION_ENGINES = ("transformers", "vllm")
+
+
+@register()
+def check_model_settings(app_configs, **kwargs) -> list[Error]:
+    """GENERATION_ENGINE is one the worker has; TORCH_THREADS is at least 1."""
+    errors = []
+    if settings.GENERATION_ENGINE not in GENERATION_ENGINES:
+        errors.append(
+            Error(
+                f"GENERATION_ENGINE={settings.GENERATION_ENGINE!r} is not an engine the worker has",
+                hint=f"use one of: {', '.join(GENERATION_ENGINES)}",
+                id="labelapp.E001",
+            )
+        )
+    if settings.TORCH_THREADS < 1:
+        errors.append(
+            Error(
+                f"TORCH_THREADS={settings.TORCH_THREADS} must be at least 1",
+                hint="unset it to use the cores the worker may run on",
+                id="labelapp.E002",
+            )
+        )
+    return errors

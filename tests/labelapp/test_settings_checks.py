@@ -1,0 +1,24 @@
+"""Settings that can be wrong are refused at start-up by Django's system checks."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from labelapp.checks import check_model_settings
+
+
+def test_the_default_settings_pass():
+    assert check_model_settings(None) == []
+
+
+def test_an_unknown_generation_engine_is_refused_at_start_up(settings):
+    settings.GENERATION_ENGINE = "vlm"
+    (error,) = check_model_settings(None)
+    assert error.id == "labelapp.E001" and "transformers, vllm" in error.hint
+    with pytest.raises(SystemCheckError, match="GENERATION_ENGINE='vlm'"):
+        call_command("check")
+
+
+def test_no_torch_threads_is_refused(settings):
+    settings.TORCH_THREADS = 0
+    assert [error.id for error in check_model_settings(None)] == ["labelapp.E002"]
