@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from labelapp.services.simulation import preference
+from labelapp.management.simulation import preference
 from rlhf_worker.training.artifacts import load_causal_lm, load_reward_model, load_tokenizer
 from rlhf_worker.training.format import encode_prompt
 from rlhf_worker.training.generate import GenerationConfig, generate_completions

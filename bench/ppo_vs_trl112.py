@@ -55,7 +55,7 @@ from torch.utils.data import DataLoader
 from transformers import GenerationConfig as HFGenerationConfig
 from transformers import PrinterCallback, TrainerCallback, set_seed
 
-from labelapp.services.simulation import preference  # stdlib only: no Django needed
+from labelapp.management.simulation import preference  # stdlib only: no Django needed
 from rlhf_worker.training.artifacts import (
     load_causal_lm,
     load_reward_model,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from labelapp.management.simulation import preference, rank_by, simulate
 from labelapp.models import LabelingRound, PolicyVersion, Prompt
-from labelapp.services.simulation import preference, rank_by, simulate
 from labelapp.services.tokens import issue_token
 from labelapp.services.training import register_base_policy
 from tests.conftest import PASSWORD, make_user

@@ -6,6 +6,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from labelapp.management.simulation import preference, simulate
 from labelapp.models import (
     Completion,
     LabelingRound,
@@ -15,7 +16,6 @@ from labelapp.models import (
     TrainingRun,
 )
 from labelapp.services.rounds import create_round
-from labelapp.services.simulation import preference, simulate
 from labelapp.services.tokens import issue_token
 from labelapp.services.training import register_base_policy, start_generation
 from tests.conftest import make_user

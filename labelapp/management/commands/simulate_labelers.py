@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.access import LABELERS
-from labelapp.services.simulation import preference, simulate
+from labelapp.management.simulation import preference, simulate
 from labelapp.services.tokens import issue_token
 
 
