@@ -11,15 +11,13 @@ import torch
 from django.conf import settings
 
 from labelapp.models import (
-    Comparison,
-    Completion,
     Demonstration,
     PolicyVersion,
     Prompt,
-    Ranking,
     RewardModelVersion,
 )
 from labelapp.models import TrainingRun as Run
+from labelapp.services.exports import training_comparisons, training_rankings
 from labelapp.services.training import policy_dir, report_progress, save_generated
 from rlhf_worker.training.compare import compare_policies
 from rlhf_worker.training.dpo import DPOSettings, train_dpo
@@ -75,17 +73,6 @@ def _summary(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "steps"}
 
 
-def ranked_examples(round_number: int) -> list[tuple[str, list[str]]]:
-    """Every ranking up to this round as (prompt, completions best -> worst), held-out excluded."""
-    rankings = Ranking.objects.filter(
-        assignment__round__number__lte=round_number, assignment__prompt__held_out=False
-    ).values_list("assignment__prompt__text", "order")
-    rows = list(rankings)
-    ids = {cid for _, order in rows for cid in order}
-    texts = dict(Completion.objects.filter(pk__in=ids).values_list("id", "text"))
-    return [(prompt, [texts[cid] for cid in order]) for prompt, order in rows]
-
-
 def reward_step(run: Run) -> dict:
     """Train a reward model on all rankings so far, from the round's policy."""
     hp = _hyperparameters(run)
@@ -93,7 +80,7 @@ def reward_step(run: Run) -> dict:
     out = artifact_dir("reward", run)
     metrics = train_reward_model(
         policy_dir(run.round.policy_version),
-        [(conversation(p), ranked) for p, ranked in ranked_examples(run.round.number)],
+        [(conversation(p), ranked) for p, ranked in training_rankings(run.round.number)],
         out,
         config,
         progress_of(run),
@@ -150,12 +137,11 @@ def reinforce_step(run: Run) -> dict:
 def dpo_step(run: Run) -> dict:
     """DPO on every comparison so far."""
     hp = _method_hyperparameters(run)
-    pairs = Comparison.objects.filter(
-        ranking__assignment__round__number__lte=run.round.number,
-        ranking__assignment__prompt__held_out=False,
-    ).values_list("ranking__assignment__prompt__text", "chosen__text", "rejected__text")
+    pairs = [
+        (conversation(prompt), chosen, rejected)
+        for prompt, chosen, rejected in training_comparisons(run.round.number)
+    ]
     out = artifact_dir("policy", run)
-    pairs = [(conversation(prompt), chosen, rejected) for prompt, chosen, rejected in pairs]
     metrics = train_dpo(
         _start_policy(run), pairs, out, config_from(DPOSettings, hp), progress_of(run)
     )

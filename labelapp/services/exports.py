@@ -25,13 +25,45 @@ class ExportUnavailable(ServiceError):
     status = 501
 
 
-def _trl_rows(round_id: int) -> Iterator[tuple[str, str, str]]:
+def _comparison_rows(**where) -> Iterator[tuple[str, str, str]]:
+    """(prompt, chosen, rejected) texts of the comparisons matching `where`, in id order: the one
+    definition of "the comparisons" that exports and training read."""
     rows = (
-        Comparison.objects.filter(ranking__assignment__round_id=round_id)
+        Comparison.objects.filter(**where)
         .order_by("id")
         .values_list("ranking__assignment__prompt__text", "chosen__text", "rejected__text")
     )
     return rows.iterator(chunk_size=CHUNK_SIZE)
+
+
+def _trl_rows(round_id: int) -> Iterator[tuple[str, str, str]]:
+    return _comparison_rows(ranking__assignment__round_id=round_id)
+
+
+def training_comparisons(round_number: int) -> list[tuple[str, str, str]]:
+    """Every comparison up to this round as (prompt, chosen, rejected), held-out prompts
+    excluded: what DPO trains on."""
+    return list(
+        _comparison_rows(
+            ranking__assignment__round__number__lte=round_number,
+            ranking__assignment__prompt__held_out=False,
+        )
+    )
+
+
+def training_rankings(round_number: int) -> list[tuple[str, list[str]]]:
+    """Every ranking up to this round as (prompt, completions best -> worst), held-out prompts
+    excluded: what the reward model trains on (the K-wise form of the same comparisons)."""
+    rows = list(
+        Ranking.objects.filter(
+            assignment__round__number__lte=round_number, assignment__prompt__held_out=False
+        )
+        .order_by("id")
+        .values_list("assignment__prompt__text", "order")
+    )
+    ids = {cid for _, order in rows for cid in order}
+    texts = dict(Completion.objects.filter(pk__in=ids).values_list("id", "text"))
+    return [(prompt, [texts[cid] for cid in order]) for prompt, order in rows]
 
 
 def comparisons_as_trl_jsonl(round_: LabelingRound) -> Iterator[str]:

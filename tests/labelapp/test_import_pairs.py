@@ -15,7 +15,11 @@ from labelapp.models import (
 )
 from labelapp.services.assignment import assign_next
 from labelapp.services.errors import InvalidInput
-from labelapp.services.exports import comparisons_as_trl_jsonl
+from labelapp.services.exports import (
+    comparisons_as_trl_jsonl,
+    training_comparisons,
+    training_rankings,
+)
 from labelapp.services.imports import InvalidRows, import_pairs
 from labelapp.services.ranking import RankingSubmission, submit_ranking
 from tests.conftest import db_snapshot, make_round
@@ -171,14 +175,18 @@ def test_the_hh_rlhf_sample_imports_in_a_few_seconds(admin_user):
 
 def test_later_rounds_train_on_imported_pairs(admin_user, labeler):
     """The reward model and DPO read every ranking of rounds up to theirs, K=2 ones included."""
-    from rlhf_worker.steps import ranked_examples  # imports torch: only for this test
 
     imported = import_pairs("pairs.jsonl", jsonl(PAIRS), user=admin_user).round
     later = make_round(n_prompts=1)
     a = assign_next(labeler)
     submit_ranking(labeler, a.pk, RankingSubmission(ranking=list("ABCD")))
     assert later.number > imported.number
-    examples = ranked_examples(later.number)
+    examples = training_rankings(later.number)
     assert sorted(len(completions) for _, completions in examples) == [2, 2, 2, 4]
     assert ("What is 2+2?", ["4", "5"]) in examples
-    assert ranked_examples(imported.number - 1) == []
+    assert training_rankings(imported.number - 1) == []
+    # DPO's pairs are the same comparisons the TRL export streams.
+    exported = [json.loads(line) for line in comparisons_as_trl_jsonl(imported)]
+    pairs = training_comparisons(later.number)
+    assert [(e["prompt"], e["chosen"], e["rejected"]) for e in exported] == pairs[: len(exported)]
+    assert len(pairs) == len(exported) + 6  # and the later round's C(4,2)
