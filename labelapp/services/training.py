@@ -6,6 +6,8 @@ the chain can be followed and tested without torch. Every step is idempotent: it
 keyed by its run (`created_by_run`), so a re-delivered task finds them and creates nothing twice.
 """
 
+import random
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -19,6 +21,7 @@ from labelapp.models import (
     Demonstration,
     LabelingRound,
     PolicyVersion,
+    Prompt,
     RewardModelVersion,
     TrainingRun,
 )
@@ -86,6 +89,44 @@ def start_training(
     return _enqueue(
         TrainingRun.objects.create(round=round_, kind=Kind.REWARD, config=config, created_by=user)
     )
+
+
+@transaction.atomic
+def create_round_from_pool(
+    *,
+    prompts: int,
+    k: int,
+    overlap: int,
+    sampling: dict,
+    seed: int = 0,
+    source: str = "",
+    tag: str = "",
+    labelers: Iterable[AbstractBaseUser] = (),
+) -> LabelingRound:
+    """A round of up to `prompts` prompts drawn (seeded) from those not held out, of a source or
+    tag when given, written by the current policy: its generation is queued."""
+    policy = PolicyVersion.objects.filter(is_current=True).first()
+    if policy is None:
+        raise Conflict("there is no current policy: run `manage.py bootstrap_model` first")
+    pool = Prompt.objects.filter(held_out=False)
+    if source:
+        pool = pool.filter(source=source)
+    ids = sorted(pool.values_list("id", flat=True))
+    if tag:  # tags are a JSON list: filtered here, the same way on every database
+        ids = [pk for pk, tags in pool.values_list("id", "tags") if tag in (tags or [])]
+    if not ids:
+        raise InvalidInput("no prompts match")
+    chosen = random.Random(seed).sample(ids, min(prompts, len(ids)))  # noqa: S311 (not security)
+    round_ = create_round(
+        list(Prompt.objects.filter(id__in=chosen)),
+        k=k,
+        overlap=overlap,
+        policy_version=policy,
+        config={"sampling": sampling},
+    )
+    round_.labelers.set(labelers)
+    start_generation(round_, sampling)
+    return round_
 
 
 @transaction.atomic

@@ -1,8 +1,6 @@
 """The admins' console: rounds, training runs with live progress, policy versions, quality,
 import and export. Views are thin: the work is in labelapp.services."""
 
-import random
-
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
@@ -104,29 +102,20 @@ def round_new(request: HttpRequest) -> HttpResponse:
     policy = PolicyVersion.objects.filter(is_current=True).first()
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        pool = Prompt.objects.filter(held_out=False)
-        if data["source"]:
-            pool = pool.filter(source=data["source"])
-        ids = sorted(pool.values_list("id", flat=True))
-        if data["tag"]:  # tags are a JSON list: filtered here, the same way on every database
-            tagged = pool.filter(id__in=ids).values_list("id", "tags")
-            ids = [pk for pk, tags in tagged if data["tag"] in (tags or [])]
-        if policy is None:
-            form.add_error(None, "There is no current policy: run `manage.py bootstrap_model`.")
-        elif not ids:
-            form.add_error(None, "No prompts match.")
-        else:
-            chosen = random.Random(data["seed"]).sample(ids, min(data["prompts"], len(ids)))  # noqa: S311
-            sampling = {k: data[k] for k in ("max_new_tokens", "temperature", "seed")}
-            round_ = rounds.create_round(
-                list(Prompt.objects.filter(id__in=chosen)),
+        try:
+            round_ = training.create_round_from_pool(
+                prompts=data["prompts"],
                 k=data["k"],
                 overlap=data["overlap"],
-                policy_version=policy,
-                config={"sampling": sampling},
+                sampling={k: data[k] for k in ("max_new_tokens", "temperature", "seed")},
+                seed=data["seed"],
+                source=data["source"],
+                tag=data["tag"],
+                labelers=data["labelers"],
             )
-            round_.labelers.set(data["labelers"])
-            training.start_generation(round_, sampling)
+        except ServiceError as exc:
+            form.add_error(None, str(exc))
+        else:
             messages.success(
                 request, f"Round {round_.number} created; v{policy.number} is writing it."
             )

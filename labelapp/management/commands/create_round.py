@@ -1,12 +1,9 @@
 """manage.py create_round: a new round whose completions the current policy generates."""
 
-import random
-
 from django.core.management.base import BaseCommand, CommandError
 
-from labelapp.models import PolicyVersion, Prompt
-from labelapp.services.rounds import create_round
-from labelapp.services.training import start_generation
+from labelapp.services.errors import ServiceError
+from labelapp.services.training import create_round_from_pool
 
 
 class Command(BaseCommand):
@@ -21,26 +18,19 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, prompts, k, overlap, source, max_new_tokens, seed, **options):
-        policy = PolicyVersion.objects.filter(is_current=True).first()
-        if policy is None:
-            raise CommandError("no current policy version: run `manage.py bootstrap_model` first")
-        pool = Prompt.objects.filter(held_out=False)
-        if source:
-            pool = pool.filter(source=source)
-        ids = sorted(pool.values_list("id", flat=True))
-        if not ids:
-            raise CommandError("no prompts to choose from")
-        chosen = random.Random(seed).sample(ids, min(prompts, len(ids)))  # noqa: S311
-        sampling = {"max_new_tokens": max_new_tokens, "seed": seed}
-        round_ = create_round(
-            list(Prompt.objects.filter(id__in=chosen)),
-            k=k,
-            overlap=overlap,
-            policy_version=policy,
-            config={"sampling": sampling},
-        )
-        run = start_generation(round_, sampling)
+        try:
+            round_ = create_round_from_pool(
+                prompts=prompts,
+                k=k,
+                overlap=overlap,
+                sampling={"max_new_tokens": max_new_tokens, "seed": seed},
+                seed=seed,
+                source=source,
+            )
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from exc
+        run = round_.training_runs.get()
         self.stdout.write(
-            f"Round {round_.number}: {len(chosen)} prompts, policy v{policy.number}; "
-            f"generation queued as training run {run.pk}."
+            f"Round {round_.number}: {round_.prompts.count()} prompts, policy "
+            f"v{round_.policy_version.number}; generation queued as training run {run.pk}."
         )
