@@ -218,26 +218,36 @@ def assign_next(labeler: AbstractBaseUser) -> Assignment | None:
     return None
 
 
-_OWN_FOR_UPDATE = f"""
+_OWN = f"""
     SELECT {_ASSIGNMENT_COLUMNS}, r.number, r.state
     FROM labelapp_assignment a
     JOIN labelapp_labelinground r ON r.id = a.round_id
     WHERE a.id = %s AND a.labeler_id = %s"""  # noqa: S608 (a constant list of columns)
 
 
-def own_assignment_for_update(labeler: AbstractBaseUser, assignment_id: int) -> Assignment:
-    """The labeler's assignment, row-locked for the rest of the transaction, or NotFound.
-
-    Someone else's assignment is "not found" too: its existence is none of this user's business.
-    """
-    row = sql.fetch_one(_OWN_FOR_UPDATE + sql.for_update(of="a"), [assignment_id, labeler.pk])
+def own_assignment(
+    labeler: AbstractBaseUser, assignment_id: int, *, for_update: bool = False
+) -> Assignment | None:
+    """The labeler's assignment with its round's number and state, or None; for_update locks its
+    row for the rest of the transaction. Someone else's assignment is None too: its existence is
+    none of this user's business. The one lookup the pages and the services use."""
+    query = _OWN + (sql.for_update(of="a") if for_update else "")
+    row = sql.fetch_one(query, [assignment_id, labeler.pk])
     if row is None:
-        raise NotFound(f"assignment {assignment_id} not found")
+        return None
     assignment = _labelers_assignment(labeler, row)
     number, round_state = row[7:]
     assignment.round = sql.instance(
         LabelingRound, id=assignment.round_id, number=number, state=round_state
     )
+    return assignment
+
+
+def own_assignment_for_update(labeler: AbstractBaseUser, assignment_id: int) -> Assignment:
+    """The labeler's assignment, row-locked for the rest of the transaction, or NotFound."""
+    assignment = own_assignment(labeler, assignment_id, for_update=True)
+    if assignment is None:
+        raise NotFound(f"assignment {assignment_id} not found")
     return assignment
 
 

@@ -13,6 +13,7 @@ from labelapp.services.assignment import (
     assign_next,
     completion_texts,
     done_in_round,
+    own_assignment,
     skip_assignment,
 )
 from labelapp.services.errors import NotFound, ServiceError
@@ -64,14 +65,6 @@ def task(request: HttpRequest) -> HttpResponse:
     return _render_task(request, assignment)
 
 
-def _own_assignment(request: HttpRequest, assignment_id: int) -> Assignment | None:
-    return (
-        Assignment.objects.select_related("round", "prompt")
-        .filter(pk=assignment_id, labeler=request.user)
-        .first()
-    )
-
-
 def _refused(
     request: HttpRequest,
     assignment: Assignment | None,
@@ -90,7 +83,7 @@ def _refused(
 @require_POST
 def rank(request: HttpRequest, assignment_id: int) -> HttpResponse:
     """Submit a ranking from the task page's form, then go to the next task."""
-    assignment = _own_assignment(request, assignment_id)
+    assignment = own_assignment(request.user, assignment_id)
     if assignment is None:
         return _refused(request, None, NotFound(f"assignment {assignment_id} not found"))
     form = RankingForm(request.POST, labels=assignment.labels())
@@ -114,6 +107,6 @@ def skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
     try:
         skip_assignment(request.user, assignment_id, reason)
     except ServiceError as exc:
-        return _refused(request, _own_assignment(request, assignment_id), exc)
+        return _refused(request, own_assignment(request.user, assignment_id), exc)
     messages.info(request, "Skipped.")
     return redirect("label:task")
