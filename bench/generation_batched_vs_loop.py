@@ -39,7 +39,7 @@ from rlhf_worker.training.bootstrap import (
     load_bootstrap_corpus,
 )
 from rlhf_worker.training.format import encode_prompt
-from rlhf_worker.training.generate import GenerationConfig, sample_completions
+from rlhf_worker.training.generate import SamplingConfig, sample_completions
 from rlhf_worker.training.tokenizer import TokenizerConfig, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def random_model(directory: Path) -> Path:
 
 
 @torch.inference_mode()
-def per_prompt_loop(model_dir: Path, prompts: list[str], config: GenerationConfig) -> int:
+def per_prompt_loop(model_dir: Path, prompts: list[str], config: SamplingConfig) -> int:
     """One generate call per prompt per sample; returns the completion tokens up to EOS."""
     tokenizer = load_tokenizer(model_dir)
     model = load_causal_lm(model_dir, device=CPU, dtype=torch.float32).eval()
@@ -118,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     prompts = load_prompts(args.prompts)
-    config = GenerationConfig(
+    config = SamplingConfig(
         k=args.k, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed
     )
 

@@ -36,7 +36,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from rlhf_worker.training.artifacts import load_tokenizer, pick_device, save_model
 from rlhf_worker.training.bootstrap import load_bootstrap_corpus
-from rlhf_worker.training.generate import GenerationConfig, sample_completions
+from rlhf_worker.training.generate import SamplingConfig, sample_completions
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import (
     RewardConfig,
@@ -195,7 +195,7 @@ Row = tuple[str, float, int, float | None, str]
 
 
 def generate_phase(
-    device: torch.device, base: Path, prompts: list[str], config: GenerationConfig
+    device: torch.device, base: Path, prompts: list[str], config: SamplingConfig
 ) -> tuple[Row, list[list[dict]]]:
     generation, seconds, peak = measure(device, lambda: sample_completions(base, prompts, config))
     note = f"sampling alone {generation.metrics['tokens_per_second']:.0f} tokens/s"
@@ -278,7 +278,7 @@ def main() -> None:
         )
 
         # 1. Generate with transformers: these completions train the reward model.
-        sampling = GenerationConfig(
+        sampling = SamplingConfig(
             k=args.k, max_new_tokens=args.max_new_tokens, batch_size=args.gen_batch_size
         )
         row, completions = generate_phase(device, base, prompts, sampling)
@@ -296,7 +296,7 @@ def main() -> None:
         # 4. vLLM last: it keeps most of the GPU while it lives.
         vllm_runs = importlib.util.find_spec("vllm") is not None and device.type == "cuda"
         if "vllm" in args.engine and vllm_runs:
-            vllm = GenerationConfig(**{**vars(sampling), "engine": "vllm"})
+            vllm = SamplingConfig(**{**vars(sampling), "engine": "vllm"})
             rows.append(generate_phase(device, base, prompts, vllm)[0])
         elif "vllm" in args.engine:
             print("generate (vllm): skipped, vllm is not installed here or there is no GPU")

@@ -26,7 +26,7 @@ import torch
 from labelapp.management.simulation import preference
 from rlhf_worker.training.artifacts import load_causal_lm, load_reward_model, load_tokenizer
 from rlhf_worker.training.format import encode_prompt
-from rlhf_worker.training.generate import GenerationConfig, generate_completions
+from rlhf_worker.training.generate import SamplingConfig, generate_completions
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import (
     RewardConfig,
@@ -130,7 +130,7 @@ def main() -> None:
     pool = prompts_pool()
     rng.shuffle(pool)
     held_out, train_pool = pool[: args.prompts], pool[args.prompts :]
-    sampling = GenerationConfig(k=4, max_new_tokens=args.max_new_tokens)
+    sampling = SamplingConfig(k=4, max_new_tokens=args.max_new_tokens)
     rm_config = RewardConfig(epochs=args.rm_epochs, top_layers=args.top_layers)
     ppo_config = PPOConfig(
         steps=args.ppo_steps,
@@ -186,7 +186,7 @@ def main() -> None:
                 f"KL {ppo['final_kl']:.2f}, {time.monotonic() - started:.0f} s",
                 flush=True,
             )
-        greedy = GenerationConfig(k=1, temperature=0.0, max_new_tokens=args.max_new_tokens)
+        greedy = SamplingConfig(k=1, temperature=0.0, max_new_tokens=args.max_new_tokens)
         answers = [generate_completions(v, held_out, greedy) for v in versions]
         kls = kl_to_first(versions, held_out, answers)
     first, last = answers[0], answers[-1]

@@ -63,7 +63,7 @@ from rlhf_worker.training.artifacts import (
     save_model,
 )
 from rlhf_worker.training.format import encode_prompt, format_prompt
-from rlhf_worker.training.generate import GenerationConfig, generate_completions
+from rlhf_worker.training.generate import SamplingConfig, generate_completions
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import RewardConfig, score_completions, train_reward_model
 
@@ -428,7 +428,7 @@ def held_out(
     greedy = generate_completions(
         policy_dir,
         prompts,
-        GenerationConfig(k=1, temperature=0, max_new_tokens=config.max_new_tokens),
+        SamplingConfig(k=1, temperature=0, max_new_tokens=config.max_new_tokens),
     )
     greedy_texts = [answers[0]["text"] for answers in greedy]
     greedy_scores = score_completions(rm, tokenizer, prompts, greedy_texts)
@@ -508,7 +508,7 @@ def main() -> None:
         # the hidden preference, K-wise loss, as the loop trains it.
         started = time.monotonic()
         samples = generate_completions(
-            base, train_prompts, GenerationConfig(k=4, max_new_tokens=config.max_new_tokens)
+            base, train_prompts, SamplingConfig(k=4, max_new_tokens=config.max_new_tokens)
         )
         rankings = [
             (p, sorted((a["text"] for a in answers), key=lambda t, p=p: -prefer(p, t)))

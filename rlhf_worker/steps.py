@@ -20,10 +20,10 @@ from labelapp.models import TrainingRun as Run
 from labelapp.services.exports import training_comparisons, training_rankings
 from labelapp.services.training import policy_dir, report_progress, save_generated
 from rlhf_worker.training.compare import compare_policies
-from rlhf_worker.training.dpo import DPOSettings, train_dpo
+from rlhf_worker.training.dpo import DPOTrainingConfig, train_dpo
 from rlhf_worker.training.format import Message, as_messages, dialogue_turns
-from rlhf_worker.training.generate import GenerationConfig, sample_completions
-from rlhf_worker.training.online import OnlineRLSettings, train_online
+from rlhf_worker.training.generate import SamplingConfig, sample_completions
+from rlhf_worker.training.online import OnlineRLConfig, train_online
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import RewardConfig, train_reward_model
 from rlhf_worker.training.sft import SFTConfig, sft_model_dir
@@ -129,8 +129,8 @@ def reinforce_step(run: Run) -> dict:
             anchor_dir=_anchor_policy(run),
         )
     else:
-        settings_ = config_from(OnlineRLSettings, hp)
-        metrics = train_online(run.kind, start, rm_dir, prompts, out, settings_, progress_of(run))
+        config = config_from(OnlineRLConfig, hp)
+        metrics = train_online(run.kind, start, rm_dir, prompts, out, config, progress_of(run))
     return {"artifact_path": str(out), "metrics": _summary(metrics)}
 
 
@@ -143,7 +143,7 @@ def dpo_step(run: Run) -> dict:
     ]
     out = artifact_dir("policy", run)
     metrics = train_dpo(
-        _start_policy(run), pairs, out, config_from(DPOSettings, hp), progress_of(run)
+        _start_policy(run), pairs, out, config_from(DPOTrainingConfig, hp), progress_of(run)
     )
     return {"artifact_path": str(out), "metrics": metrics}
 
@@ -153,7 +153,7 @@ def generate_step(run: Run) -> dict:
     round_ = run.round
     prompts = list(round_.prompts.order_by("id").values_list("id", "text"))
     config = config_from(
-        GenerationConfig, {"engine": settings.GENERATION_ENGINE, **run.config, "k": round_.k}
+        SamplingConfig, {"engine": settings.GENERATION_ENGINE, **run.config, "k": round_.k}
     )
     generation = sample_completions(
         policy_dir(round_.policy_version),

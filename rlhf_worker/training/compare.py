@@ -4,7 +4,7 @@ from pathlib import Path
 
 from rlhf_worker.training.artifacts import load_reward_model, load_tokenizer, pick_device
 from rlhf_worker.training.format import Prompt, prompt_key
-from rlhf_worker.training.generate import GenerationConfig, generate_completions
+from rlhf_worker.training.generate import SamplingConfig, generate_completions
 from rlhf_worker.training.reward import score_completions
 
 
@@ -21,7 +21,7 @@ def compare_policies(
     "mean_scores": [first, second] or None, "win_rate": share of prompts where the second
     scores higher (ties count half) or None}.
     """
-    config = GenerationConfig(k=1, temperature=0.0, max_new_tokens=max_new_tokens)
+    config = SamplingConfig(k=1, temperature=0.0, max_new_tokens=max_new_tokens)
     first = [out[0]["text"] for out in generate_completions(first_dir, prompts, config)]
     second = [out[0]["text"] for out in generate_completions(second_dir, prompts, config)]
     samples = [

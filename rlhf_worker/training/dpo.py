@@ -24,7 +24,7 @@ Pair = tuple[Prompt, str, str]
 
 
 @dataclass
-class DPOSettings:
+class DPOTrainingConfig:
     epochs: int = field(default=1, metadata={"help": "Passes over the comparisons."})
     batch_size: int = field(default=8, metadata={"help": "Comparisons per step."})
     learning_rate: float = field(default=5e-6, metadata={"help": "AdamW learning rate."})
@@ -60,7 +60,7 @@ def train_dpo(
     policy_dir: str | Path,
     pairs: list[Pair],
     out_dir: str | Path,
-    settings: DPOSettings,
+    config: DPOTrainingConfig,
     on_step: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
     """Fine-tune the policy in `policy_dir` with DPO on `pairs`; save it to `out_dir`."""
@@ -72,7 +72,7 @@ def train_dpo(
     dataset = Dataset.from_list(
         [
             {
-                "prompt": _keep_prompt_end(tokenizer, p, (c, r), settings.max_length),
+                "prompt": _keep_prompt_end(tokenizer, p, (c, r), config.max_length),
                 "chosen": c + tokenizer.eos_token,
                 "rejected": r + tokenizer.eos_token,
             }
@@ -82,12 +82,12 @@ def train_dpo(
     with tempfile.TemporaryDirectory() as scratch:
         args = DPOConfig(
             **trl_run_args(scratch),
-            num_train_epochs=settings.epochs,
-            per_device_train_batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
-            beta=settings.beta,
-            max_length=settings.max_length,
-            seed=settings.seed,
+            num_train_epochs=config.epochs,
+            per_device_train_batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            beta=config.beta,
+            max_length=config.max_length,
+            seed=config.seed,
         )
         trainer = DPOTrainer(
             model=model,
@@ -100,7 +100,7 @@ def train_dpo(
         history = [h for h in trainer.state.log_history if "loss" in h]
     save_model(trainer.model, tokenizer, out_dir)
     return {
-        "settings": asdict(settings),
+        "config": asdict(config),
         "pairs": len(pairs),
         "train_loss": float(result.training_loss),
         "loss_first": history[0]["loss"] if history else None,

@@ -36,7 +36,7 @@ ENGINES = ("transformers", "vllm")
 
 
 @dataclass
-class GenerationConfig:
+class SamplingConfig:
     k: int = field(default=4, metadata={"help": "Completions sampled per prompt."})
     max_new_tokens: int = field(default=64, metadata={"help": "Longest completion, in tokens."})
     temperature: float = field(
@@ -96,7 +96,7 @@ BatchCallback = Callable[[int, int], None]
 
 
 def generate_completions(
-    model_dir: str | Path, prompts: list[Prompt], config: GenerationConfig
+    model_dir: str | Path, prompts: list[Prompt], config: SamplingConfig
 ) -> list[list[dict]]:
     """K completions for each prompt, in the order of `prompts` (sample_completions' list)."""
     return sample_completions(model_dir, prompts, config).completions
@@ -105,7 +105,7 @@ def generate_completions(
 def sample_completions(
     model_dir: str | Path,
     prompts: list[Prompt],
-    config: GenerationConfig,
+    config: SamplingConfig,
     on_batch: BatchCallback | None = None,
 ) -> Generation:
     """K completions for each prompt, in the order of `prompts`, and the speed of sampling them.
@@ -176,7 +176,7 @@ def _sample_with_transformers(
     model_dir: str | Path,
     tokenizer,
     encoded: list[list[int]],
-    config: GenerationConfig,
+    config: SamplingConfig,
     on_batch: BatchCallback | None = None,
 ) -> tuple[list[list[list[int]]], float, dict]:
     """Sampled token ids per prompt (EOS and padding not yet cut), seconds, device metrics."""
@@ -236,7 +236,7 @@ def _shared_prefill(model, batch: dict[str, torch.Tensor], copies: int) -> Dynam
 
 
 def _sample_with_vllm(
-    model_dir: str | Path, tokenizer, encoded: list[list[int]], config: GenerationConfig
+    model_dir: str | Path, tokenizer, encoded: list[list[int]], config: SamplingConfig
 ) -> tuple[list[list[list[int]]], float, dict]:
     """The same as _sample_with_transformers, with vLLM. Untested in this project's CI (no GPU).
 

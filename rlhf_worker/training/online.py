@@ -29,7 +29,7 @@ TRAINERS = {"rloo": (RLOOConfig, RLOOTrainer), "grpo": (GRPOConfig, GRPOTrainer)
 
 
 @dataclass
-class OnlineRLSettings:
+class OnlineRLConfig:
     steps: int = field(default=8, metadata={"help": "Optimizer steps."})
     batch_size: int = field(
         default=8, metadata={"help": "Completions per step; a multiple of num_generations."}
@@ -50,7 +50,7 @@ def train_online(
     reward_dir: str | Path,
     prompts: list[Prompt],
     out_dir: str | Path,
-    settings: OnlineRLSettings,
+    config: OnlineRLConfig,
     on_step: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
     """Improve the policy in `policy_dir` with RLOO or GRPO (`method`); save it to `out_dir`."""
@@ -71,14 +71,14 @@ def train_online(
     with tempfile.TemporaryDirectory() as scratch:
         args = config_cls(
             **trl_run_args(scratch),
-            max_steps=settings.steps,
-            per_device_train_batch_size=settings.batch_size,
-            num_generations=settings.num_generations,
-            max_completion_length=settings.max_new_tokens,
-            learning_rate=settings.learning_rate,
-            beta=settings.beta,
-            temperature=settings.temperature,
-            seed=settings.seed,
+            max_steps=config.steps,
+            per_device_train_batch_size=config.batch_size,
+            num_generations=config.num_generations,
+            max_completion_length=config.max_new_tokens,
+            learning_rate=config.learning_rate,
+            beta=config.beta,
+            temperature=config.temperature,
+            seed=config.seed,
         )
         trainer = trainer_cls(
             model=load_causal_lm(policy_dir, device=device),
@@ -94,7 +94,7 @@ def train_online(
     first, last = (history[0], history[-1]) if history else ({}, {})
     return {
         "method": method,
-        "settings": asdict(settings),
+        "config": asdict(config),
         "first_mean_reward": first.get("reward"),
         "last_mean_reward": last.get("reward"),
         "steps": history,

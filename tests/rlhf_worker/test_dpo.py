@@ -1,7 +1,7 @@
 import torch
 
 from rlhf_worker.training.artifacts import load_causal_lm
-from rlhf_worker.training.dpo import DPOSettings, train_dpo
+from rlhf_worker.training.dpo import DPOTrainingConfig, train_dpo
 
 
 def test_dpo_lowers_its_loss_and_changes_the_policy(tiny_model_dir, tmp_path):
@@ -11,7 +11,7 @@ def test_dpo_lowers_its_loss_and_changes_the_policy(tiny_model_dir, tmp_path):
         tiny_model_dir,
         pairs,
         tmp_path / "dpo",
-        DPOSettings(epochs=3, batch_size=8, learning_rate=5e-3, max_length=64),
+        DPOTrainingConfig(epochs=3, batch_size=8, learning_rate=5e-3, max_length=64),
         on_step=lambda step, total, m: steps.append(m),
     )
     assert metrics["pairs"] == 16 and len(steps) == 6

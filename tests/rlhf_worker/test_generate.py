@@ -6,7 +6,7 @@ import pytest
 
 from rlhf_worker.training.artifacts import load_tokenizer
 from rlhf_worker.training.format import format_prompt
-from rlhf_worker.training.generate import GenerationConfig, generate_completions
+from rlhf_worker.training.generate import SamplingConfig, generate_completions
 from rlhf_worker.training.sft import SFTConfig, sft_model_dir
 
 # Prompts of very different lengths, so batches need real padding.
@@ -20,7 +20,7 @@ PAIRS = [
     ),
     ("What is two plus two?", "Two plus two is four."),
 ]
-GREEDY = GenerationConfig(k=2, temperature=0.0, max_new_tokens=24, batch_size=2)
+GREEDY = SamplingConfig(k=2, temperature=0.0, max_new_tokens=24, batch_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_k_completions_in_input_order_stopping_at_eos(trained_dir):
 
 def test_max_new_tokens_cuts_unfinished_completions(trained_dir):
     tok = load_tokenizer(trained_dir)
-    config = GenerationConfig(k=1, temperature=0.0, max_new_tokens=3)
+    config = SamplingConfig(k=1, temperature=0.0, max_new_tokens=3)
     results = generate_completions(trained_dir, [p for p, _ in PAIRS], config)
     for (_, answer), [c] in zip(PAIRS, results, strict=True):
         assert not c["finished"]
@@ -74,7 +74,7 @@ def test_left_padding_does_not_change_completions(trained_dir):
         "Hi.",
         "Write a long, long story about a banana who wanted to become a cloud over the harbour.",
     ]
-    config = GenerationConfig(k=1, temperature=0.0, max_new_tokens=16)
+    config = SamplingConfig(k=1, temperature=0.0, max_new_tokens=16)
     batched = generate_completions(trained_dir, prompts, config)
     alone = [generate_completions(trained_dir, [p], config)[0] for p in prompts]
     assert batched == alone
@@ -83,11 +83,11 @@ def test_left_padding_does_not_change_completions(trained_dir):
 
 def test_sampling_is_deterministic_per_seed(tiny_model_dir):
     prompts = ["Say hi.", "What is two plus two?", "Name a fruit."]
-    config = GenerationConfig(k=4, max_new_tokens=8, batch_size=2, seed=3)
+    config = SamplingConfig(k=4, max_new_tokens=8, batch_size=2, seed=3)
     first = generate_completions(tiny_model_dir, prompts, config)
     again = generate_completions(tiny_model_dir, prompts, config)
     other = generate_completions(
-        tiny_model_dir, prompts, GenerationConfig(**{**vars(config), "seed": 4})
+        tiny_model_dir, prompts, SamplingConfig(**{**vars(config), "seed": 4})
     )
     assert first == again
     texts = [[c["text"] for c in cs] for cs in first]
@@ -97,4 +97,4 @@ def test_sampling_is_deterministic_per_seed(tiny_model_dir):
 
 
 def test_no_prompts():
-    assert generate_completions("/nonexistent", [], GenerationConfig()) == []
+    assert generate_completions("/nonexistent", [], SamplingConfig()) == []

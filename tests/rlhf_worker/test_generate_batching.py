@@ -9,7 +9,7 @@ import torch
 
 from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, save_model
 from rlhf_worker.training.generate import (
-    GenerationConfig,
+    SamplingConfig,
     generate_completions,
     length_sorted_batches,
     sample_completions,
@@ -23,7 +23,7 @@ PROMPTS = [
     "What is two plus two?",
     "Say something kind to a friend who has had a long and difficult week at work.",
 ]
-GREEDY = GenerationConfig(k=2, temperature=0.0, max_new_tokens=12, batch_size=2)
+GREEDY = SamplingConfig(k=2, temperature=0.0, max_new_tokens=12, batch_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_sorted_batches_give_each_prompt_the_answer_it_gets_alone(peaked_model_d
     batched = generate_completions(peaked_model_dir, shuffled, GREEDY)
     # batch_size=1: no sorting, no padding; each prompt's greedy answer on its own.
     alone = generate_completions(
-        peaked_model_dir, shuffled, GenerationConfig(**{**vars(GREEDY), "batch_size": 1})
+        peaked_model_dir, shuffled, SamplingConfig(**{**vars(GREEDY), "batch_size": 1})
     )
     reversed_batched = generate_completions(peaked_model_dir, shuffled[::-1], GREEDY)
     assert batched == alone
@@ -60,7 +60,7 @@ def test_sorted_batches_give_each_prompt_the_answer_it_gets_alone(peaked_model_d
 
 
 def test_metrics_report_sampled_tokens_and_tokens_per_second(tiny_model_dir):
-    config = GenerationConfig(k=3, max_new_tokens=6, batch_size=2)
+    config = SamplingConfig(k=3, max_new_tokens=6, batch_size=2)
     generation = sample_completions(tiny_model_dir, PROMPTS, config)
     tokens = sum(c["completion_tokens"] for cs in generation.completions for c in cs)
     metrics = generation.metrics
@@ -78,10 +78,10 @@ def test_metrics_report_sampled_tokens_and_tokens_per_second(tiny_model_dir):
 
 def test_vllm_engine_falls_back_to_transformers_with_a_warning(tiny_model_dir, caplog):
     # No vLLM and no GPU here: the same completions as the transformers engine.
-    config = GenerationConfig(k=2, max_new_tokens=6, seed=1)
+    config = SamplingConfig(k=2, max_new_tokens=6, seed=1)
     with caplog.at_level(logging.WARNING, logger="rlhf_worker.training.generate"):
         generation = sample_completions(
-            tiny_model_dir, PROMPTS, GenerationConfig(**{**vars(config), "engine": "vllm"})
+            tiny_model_dir, PROMPTS, SamplingConfig(**{**vars(config), "engine": "vllm"})
         )
     assert "generating with transformers" in caplog.text
     assert generation.metrics["engine"] == "transformers"
@@ -90,4 +90,4 @@ def test_vllm_engine_falls_back_to_transformers_with_a_warning(tiny_model_dir, c
 
 def test_unknown_engine_is_refused():
     with pytest.raises(ValueError, match="engine must be one of transformers, vllm"):
-        GenerationConfig(engine="tgi")
+        SamplingConfig(engine="tgi")

@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 
 from labelapp.services import hyperparameters as hp
-from rlhf_worker.training.dpo import DPOSettings
-from rlhf_worker.training.online import OnlineRLSettings
+from rlhf_worker.training.dpo import DPOTrainingConfig
+from rlhf_worker.training.online import OnlineRLConfig
 from rlhf_worker.training.ppo import PPOConfig
 from rlhf_worker.training.reward import RewardConfig
 from rlhf_worker.training.sft import SFTConfig
@@ -18,8 +18,8 @@ TYPES = {"int": int, "float": float, "bool": bool}
     ("table", "config"),
     [
         (hp.PPO, PPOConfig),
-        (hp.ONLINE, OnlineRLSettings),
-        (hp.DPO, DPOSettings),
+        (hp.ONLINE, OnlineRLConfig),
+        (hp.DPO, DPOTrainingConfig),
         (hp.REWARD, RewardConfig),
         (hp.SFT, SFTConfig),
     ],

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rlhf_worker.training.artifacts import load_causal_lm
-from rlhf_worker.training.online import OnlineRLSettings, train_online
+from rlhf_worker.training.online import OnlineRLConfig, train_online
 from rlhf_worker.training.reward import RewardConfig, train_reward_model
 
 
@@ -23,7 +23,7 @@ def test_rloo_and_grpo_train_against_the_reward_model(method, tiny_model_dir, re
         reward_dir,
         [f"Question {i}" for i in range(8)],
         tmp_path / method,
-        OnlineRLSettings(
+        OnlineRLConfig(
             steps=2, batch_size=4, num_generations=2, max_new_tokens=8, learning_rate=1e-3
         ),
         on_step=lambda step, total, m: steps.append((step, total)),

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from rlhf_worker.training import ppo
 from rlhf_worker.training.artifacts import load_causal_lm
-from rlhf_worker.training.generate import GenerationConfig, generate_completions
+from rlhf_worker.training.generate import SamplingConfig, generate_completions
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 
 PROMPTS = [
@@ -55,7 +55,7 @@ def test_lora_ppo_holds_one_policy_copy_and_saves_a_merged_plain_model(
     assert trained.state_dict().keys() == original.state_dict().keys()
     name = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(trained.state_dict()[name], original.state_dict()[name])
-    answers = generate_completions(out_dir, PROMPTS, GenerationConfig(k=1, max_new_tokens=4))
+    answers = generate_completions(out_dir, PROMPTS, SamplingConfig(k=1, max_new_tokens=4))
     assert all(a[0]["completion_tokens"] >= 1 for a in answers)
 
 

@@ -19,7 +19,7 @@ from rlhf_worker.training.artifacts import (
     load_tokenizer,
 )
 from rlhf_worker.training.format import DEFAULT_SYSTEM_PROMPT, as_messages, encode_prompt
-from rlhf_worker.training.generate import GenerationConfig, sample_completions
+from rlhf_worker.training.generate import SamplingConfig, sample_completions
 from rlhf_worker.training.ppo import PPOConfig, response_mask, train_ppo
 from rlhf_worker.training.reward import (
     RewardConfig,
@@ -71,7 +71,7 @@ def test_prompts_carry_our_system_turn_not_the_templates_default(tokenizer):
 
 def test_generation_writes_english_through_the_chat_template_and_stops_at_eos(smollm2_dir):
     tokenizer = load_tokenizer(smollm2_dir)
-    config = GenerationConfig(k=1, temperature=0.0, max_new_tokens=40)
+    config = SamplingConfig(k=1, temperature=0.0, max_new_tokens=40)
     generation = sample_completions(smollm2_dir, PROMPTS, config)
     answers = [c[0] for c in generation.completions]
     for prompt, answer in zip(PROMPTS, answers, strict=True):

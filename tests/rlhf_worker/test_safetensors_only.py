@@ -23,9 +23,9 @@ from rlhf_worker.training.artifacts import (
     load_tokenizer,
 )
 from rlhf_worker.training.compare import compare_policies
-from rlhf_worker.training.dpo import DPOSettings, train_dpo
-from rlhf_worker.training.generate import GenerationConfig, generate_completions
-from rlhf_worker.training.online import OnlineRLSettings, train_online
+from rlhf_worker.training.dpo import DPOTrainingConfig, train_dpo
+from rlhf_worker.training.generate import SamplingConfig, generate_completions
+from rlhf_worker.training.online import OnlineRLConfig, train_online
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import RewardConfig, train_reward_model
 
@@ -121,16 +121,16 @@ def test_every_training_entry_point_refuses_a_pickled_model(
     examples = [("Say hi.", ["hi", "hello", "hey"])] * 4
     pairs = [("Say hi.", "hi", "bye")] * 2
     calls = {
-        "generate": lambda: generate_completions(hostile_dir, ["Say hi."], GenerationConfig(k=1)),
+        "generate": lambda: generate_completions(hostile_dir, ["Say hi."], SamplingConfig(k=1)),
         "reward": lambda: train_reward_model(
             hostile_dir, examples, tmp_path / "rm", RewardConfig(eval_fraction=0.0)
         ),
-        "dpo": lambda: train_dpo(hostile_dir, pairs, tmp_path / "dpo", DPOSettings()),
+        "dpo": lambda: train_dpo(hostile_dir, pairs, tmp_path / "dpo", DPOTrainingConfig()),
         "ppo (reward model)": lambda: train_ppo(
             tiny_model_dir, hostile_dir, ["Say hi."], tmp_path / "ppo", PPOConfig()
         ),
         "grpo (reward model)": lambda: train_online(
-            "grpo", tiny_model_dir, hostile_dir, ["Say hi."], tmp_path / "grpo", OnlineRLSettings()
+            "grpo", tiny_model_dir, hostile_dir, ["Say hi."], tmp_path / "grpo", OnlineRLConfig()
         ),
         "compare (reward model)": lambda: compare_policies(
             tiny_model_dir, tiny_model_dir, ["Say hi."], hostile_dir, max_new_tokens=2
@@ -159,7 +159,7 @@ def test_vllm_is_told_to_load_safetensors_only_and_never_sees_a_pickled_model(
     fake = types.ModuleType("vllm")
     fake.LLM, fake.SamplingParams = FakeLLM, lambda **kwargs: kwargs
     monkeypatch.setitem(sys.modules, "vllm", fake)
-    config = GenerationConfig(k=1)
+    config = SamplingConfig(k=1)
     generate._sample_with_vllm(tiny_model_dir, tiny_tokenizer, [], config)
     assert made[0]["load_format"] == "safetensors"
     with pytest.raises(UnsafeArtifactError):
