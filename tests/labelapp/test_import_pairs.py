@@ -20,7 +20,8 @@ from labelapp.services.exports import (
     training_comparisons,
     training_rankings,
 )
-from labelapp.services.imports import InvalidRows, import_pairs
+from labelapp.services.import_files import InvalidRows
+from labelapp.services.imports import import_pairs
 from labelapp.services.ranking import RankingSubmission, submit_ranking
 from tests.conftest import db_snapshot, make_round
 

@@ -6,11 +6,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from labelapp.models import Prompt, text_hash
 from labelapp.services.errors import InvalidInput
-from labelapp.services.imports import (
-    InvalidRows,
-    import_prompts,
-    parse_prompt_file,
-)
+from labelapp.services.import_files import InvalidRows, parse_prompt_file
+from labelapp.services.imports import import_prompts
 from tests.conftest import db_snapshot
 
 

@@ -4,7 +4,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.management.commands.import_prompts import run_import
-from labelapp.services.imports import LISTED_ERRORS, import_pairs
+from labelapp.services.import_files import LISTED_ERRORS
+from labelapp.services.imports import import_pairs
 
 
 class Command(BaseCommand):

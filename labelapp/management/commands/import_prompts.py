@@ -1,4 +1,4 @@
-"""manage.py import_prompts FILE: prompts from a .jsonl or .csv file (see services/imports.py)."""
+"""manage.py import_prompts FILE: prompts from .jsonl or .csv (format: services/import_files.py)."""
 
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -6,7 +6,8 @@ from typing import Any, BinaryIO
 from django.core.management.base import BaseCommand, CommandError
 
 from labelapp.services.errors import ServiceError
-from labelapp.services.imports import LISTED_ERRORS, InvalidRows, import_prompts
+from labelapp.services.import_files import LISTED_ERRORS, InvalidRows
+from labelapp.services.imports import import_prompts
 
 
 def run_import(command: BaseCommand, file: str, importer: Callable[[BinaryIO], Any]) -> Any:
