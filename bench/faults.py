@@ -478,9 +478,7 @@ def wait_next_round(round_id: int):
         failed = LabelingRound.objects.filter(state="failed").first()
         if failed:
             raise RuntimeError(f"round {failed.number} failed: {failed.error[-2000:]}")
-        return LabelingRound.objects.filter(
-            config__follows_round=round_id, state="labeling"
-        ).first()
+        return LabelingRound.objects.filter(follows_round=round_id, state="labeling").first()
 
     return _wait(opened, ROUND_TIMEOUT_S, f"the round after round id {round_id}", every=0.5)
 

@@ -41,9 +41,18 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
 
 @admin.register(models.LabelingRound)
 class LabelingRoundAdmin(admin.ModelAdmin):
-    list_display = ("number", "state", "k", "overlap", "policy_version", "created_at")
+    list_display = (
+        "number",
+        "state",
+        "k",
+        "overlap",
+        "policy_version",
+        "follows_round",
+        "created_at",
+    )
     list_filter = ("state",)
-    readonly_fields = ("state", "failed_from", "error")  # only services.rounds.transition moves it
+    # state: only services.rounds.transition moves it; follows_round: the chain's link
+    readonly_fields = ("state", "failed_from", "error", "follows_round")
     filter_horizontal = ("prompts",)
     actions = ["train_with_ppo", "train_with_dpo"]
 
@@ -126,8 +135,18 @@ class DemonstrationAdmin(admin.ModelAdmin):
 
 @admin.register(models.TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "round", "kind", "status", "progress", "attempts", "created_at")
+    list_display = (
+        "id",
+        "round",
+        "kind",
+        "after_run",
+        "status",
+        "progress",
+        "attempts",
+        "created_at",
+    )
     list_filter = ("status", "kind")
+    readonly_fields = ("after_run", "reward_model", "start_policy")  # the chain's links
     actions = ["retry"]
 
     @admin.action(description="Retry the failed step")

@@ -113,6 +113,14 @@ class LabelingRound(models.Model):
         blank=True,
         help_text="Who may label this round; nobody chosen means every labeler.",
     )
+    follows_round = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="next_round",
+        help_text="The round whose training wrote this one (unique: one next round each).",
+    )
     config = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -292,13 +300,38 @@ class TrainingRun(models.Model):
         help_text="Empty for work outside a round's chain (comparisons).",
     )
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    # The chain's links (see labelapp.services.training.CHAIN): the step this one follows
+    # (unique: a re-delivered step cannot queue a second successor), the reward model it trains
+    # against and the SFT step whose model it starts from.
+    after_run = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="next_run",
+        help_text="The step whose result queued this one.",
+    )
+    reward_model = models.ForeignKey(
+        RewardModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The reward model this step trains against.",
+    )
+    start_policy = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The SFT step whose model this step starts from (empty: the round's policy).",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)
     config = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
-    log = models.TextField(blank=True)
     error = models.TextField(blank=True)
-    celery_task_id = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(

@@ -1,13 +1,13 @@
 """One function per step kind: read the rows it needs, call rlhf_worker.training, return results.
 
-The database writes of a step's result happen in labelapp.services.training.complete_run.
+The database writes of a step's result happen in labelapp.services.training.complete_run, by
+the same kind's entry in its CHAIN (what the result means, which step follows).
 """
 
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from django.conf import settings
 
 from labelapp.models import (
@@ -18,7 +18,7 @@ from labelapp.models import (
 )
 from labelapp.models import TrainingRun as Run
 from labelapp.services.exports import training_comparisons, training_rankings
-from labelapp.services.training import policy_dir, report_progress, save_generated
+from labelapp.services.training import policy_dir, report_progress
 from rlhf_worker.training.compare import compare_policies
 from rlhf_worker.training.dpo import DPOTrainingConfig, train_dpo
 from rlhf_worker.training.format import Message, as_messages, dialogue_turns
@@ -27,8 +27,6 @@ from rlhf_worker.training.online import OnlineRLConfig, train_online
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import RewardConfig, train_reward_model
 from rlhf_worker.training.sft import SFTConfig, sft_model_dir
-
-torch.set_num_threads(settings.TORCH_THREADS)
 
 
 def artifact_dir(kind: str, run: Run) -> Path:
@@ -65,7 +63,10 @@ def _hyperparameters(run: Run) -> dict:
 
 
 def _start_policy(run: Run) -> str:
-    return run.config.get("start_policy_dir") or policy_dir(run.round.policy_version)
+    """The SFT step's model when the chain has one, else the round's policy."""
+    if run.start_policy is not None:
+        return run.start_policy.metrics["artifact_path"]
+    return policy_dir(run.round.policy_version)
 
 
 def _summary(metrics: dict) -> dict:
@@ -106,18 +107,18 @@ def _method_hyperparameters(run: Run) -> dict:
 
 def _anchor_policy(run: Run) -> str:
     """What PPO's anchor KL holds the policy to: this chain's SFT policy, else v1."""
-    v1 = PolicyVersion.objects.filter(number=1).first()
-    return run.config.get("start_policy_dir") or policy_dir(v1)
+    if run.start_policy is not None:
+        return run.start_policy.metrics["artifact_path"]
+    return policy_dir(PolicyVersion.objects.filter(number=1).first())
 
 
 def reinforce_step(run: Run) -> dict:
     """PPO (ours), RLOO or GRPO (TRL) against the round's new reward model, KL to the start."""
-    reward_model = RewardModelVersion.objects.get(pk=run.config["reward_model_id"])
     texts = run.round.prompts.filter(held_out=False).values_list("text", flat=True)
     prompts = [conversation(text) for text in texts]
     out = artifact_dir("policy", run)
     hp = _method_hyperparameters(run)
-    start, rm_dir = _start_policy(run), reward_model.artifact_path
+    start, rm_dir = _start_policy(run), run.reward_model.artifact_path
     if run.kind == Run.Kind.PPO:
         metrics = train_ppo(
             start,
@@ -161,11 +162,10 @@ def generate_step(run: Run) -> dict:
         config,
         on_batch=lambda done, total: report_progress(run.pk, done / total),
     )
-    outputs = generation.completions
-    stored = save_generated(
-        run, [(pid, samples) for (pid, _), samples in zip(prompts, outputs, strict=True)]
-    )
-    return {"metrics": {"completions": stored, "prompts": len(prompts), **generation.metrics}}
+    return {  # stored by complete_run, in the transaction that opens the round for labeling
+        "completions": list(zip((pid for pid, _ in prompts), generation.completions, strict=True)),
+        "metrics": {"prompts": len(prompts), **generation.metrics},
+    }
 
 
 def compare_step(run: Run) -> dict:

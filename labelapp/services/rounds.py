@@ -63,14 +63,16 @@ def create_round(
     overlap: int = 1,
     policy_version: PolicyVersion | None = None,
     config: dict | None = None,
+    follows_round: LabelingRound | None = None,
 ) -> LabelingRound:
-    """A new draft round over `prompts`."""
+    """A new draft round over `prompts` (the next round of `follows_round`, when given)."""
     round_ = LabelingRound.objects.create(
         number=next_round_number(),
         k=k,
         overlap=overlap,
         policy_version=policy_version,
         config=config or {},
+        follows_round=follows_round,
     )
     round_.prompts.set(prompts)
     return round_

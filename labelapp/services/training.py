@@ -2,12 +2,15 @@
 
 A round trains in steps, one TrainingRun each: reward -> (sft) -> policy (ppo/dpo) -> generate the
 next round. The worker (rlhf_worker) runs a step's ML; everything that changes rows is here, so
-the chain can be followed and tested without torch. Every step is idempotent: its outputs are
-keyed by its run (`created_by_run`), so a re-delivered task finds them and creates nothing twice.
+the chain can be followed and tested without torch. CHAIN is the chain in one table: what each
+step's result means and which step follows. Every step is idempotent: its outputs are keyed by its
+run (`created_by_run`, `after_run`, `follows_round`, unique), so a re-delivered task finds them and
+creates nothing twice.
 """
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -86,9 +89,7 @@ def start_training(
         raise Conflict(f"round {round_.number} has no rankings to train on")
     transition(round_, State.TRAINING)
     config = {"method": method, "hyperparameters": hyperparameters}
-    return _enqueue(
-        TrainingRun.objects.create(round=round_, kind=Kind.REWARD, config=config, created_by=user)
-    )
+    return _queue(Kind.REWARD, round=round_, config=config, created_by=user)
 
 
 @transaction.atomic
@@ -133,9 +134,7 @@ def create_round_from_pool(
 def start_generation(round_: LabelingRound, sampling: dict | None = None) -> TrainingRun:
     """Queue the generation of a draft round's completions by its policy version."""
     transition(round_, State.GENERATING)
-    return _enqueue(
-        TrainingRun.objects.create(round=round_, kind=Kind.GENERATE, config=sampling or {})
-    )
+    return _queue(Kind.GENERATE, round=round_, config=sampling or {})
 
 
 def claim_run(run_id: int) -> TrainingRun | None:
@@ -190,93 +189,101 @@ def register_base_policy(artifact_path: str) -> PolicyVersion:
     return version
 
 
-def _follow_up(run: TrainingRun) -> TrainingRun | None:
-    """Queue the step after `run` (once: a re-delivery finds the one made before)."""
-    round_, config = run.round, run.config
-    existing = TrainingRun.objects.filter(config__after_run=run.pk).first()
-    if existing is not None:
-        return existing
-    follow = {**config, "after_run": run.pk}
-    if run.kind == Kind.REWARD:
-        has_demos = Demonstration.objects.filter(assignment__round=round_).exists()
-        kind = Kind.SFT if has_demos else config["method"]
-        follow["reward_model_id"] = run.metrics["reward_model_id"]
-    elif run.kind == Kind.SFT:
-        kind = config["method"]
-        follow["start_policy_dir"] = run.metrics["artifact_path"]
-    else:
-        return None
-    return _enqueue(TrainingRun.objects.create(round=round_, kind=kind, config=follow))
+# --- The chain: what each step's result means, and which step it queues -------------------
 
 
-@transaction.atomic
-def complete_run(run: TrainingRun, result: dict) -> None:
-    """Store a step's result, apply what it means for the round, and queue the next step."""
-    run.refresh_from_db(fields=["metrics"])  # keep the per-step metrics written while it ran
-    metrics = {**run.metrics, **result.get("metrics", {})}
+@dataclass(frozen=True)
+class Step:
+    """One kind of step in the chain.
+
+    record(run, result): stores what the worker's result means in rows, in the transaction that
+    marks the run succeeded, and returns metrics to keep on the run. then(run): the fields of the
+    step it queues next (kind, links), or nothing. needs: the links (TrainingRun columns) a step
+    of this kind reads, checked when it is queued.
+    """
+
+    record: Callable[[TrainingRun, dict], dict]
+    then: Callable[[TrainingRun], dict] | None = None
+    needs: tuple[str, ...] = ()
+
+
+def _record_reward_model(run: TrainingRun, result: dict) -> dict:
+    rm, _ = RewardModelVersion.objects.get_or_create(
+        created_by_run=run,
+        defaults={
+            "number": _next_number(RewardModelVersion),
+            "round": run.round,
+            "artifact_path": result["artifact_path"],
+            "metrics": result.get("metrics", {}),
+        },
+    )
+    return {"reward_model_id": rm.pk}
+
+
+def _sft_or_method(run: TrainingRun) -> dict:
+    """After the reward model: SFT when the round has demonstrations, else the chosen method."""
+    has_demos = Demonstration.objects.filter(assignment__round=run.round).exists()
+    return {
+        "kind": Kind.SFT if has_demos else run.config["method"],
+        "reward_model": RewardModelVersion.objects.get(created_by_run=run),
+    }
+
+
+def _record_sft(run: TrainingRun, result: dict) -> dict:
+    return {"artifact_path": result["artifact_path"]}
+
+
+def _method_from_sft(run: TrainingRun) -> dict:
+    return {"kind": run.config["method"], "reward_model": run.reward_model, "start_policy": run}
+
+
+def _publish_policy(run: TrainingRun, result: dict) -> dict:
+    """The new policy version becomes current; the trained round is done and the next one,
+    over the same prompts, is opened for the new version to write."""
     round_ = run.round
-    if run.kind == Kind.REWARD:
-        rm, _ = RewardModelVersion.objects.get_or_create(
-            created_by_run=run,
-            defaults={
-                "number": _next_number(RewardModelVersion),
-                "round": round_,
-                "artifact_path": result["artifact_path"],
-                "metrics": result.get("metrics", {}),
-            },
-        )
-        metrics["reward_model_id"] = rm.pk
-    elif run.kind == Kind.SFT:
-        metrics["artifact_path"] = result["artifact_path"]
-    elif run.kind in METHODS:
-        parent = round_.policy_version or PolicyVersion.objects.filter(is_current=True).first()
-        version, _ = PolicyVersion.objects.get_or_create(
-            created_by_run=run,
-            defaults={
-                "number": _next_number(PolicyVersion),
-                "parent": parent,
-                "artifact_path": result["artifact_path"],
-                "method": run.kind,
-                "metrics": result.get("metrics", {}),
-            },
-        )
-        make_current(version)
-        metrics["policy_version"] = version.number
-        _open_next_round(round_, version)
-    elif run.kind == Kind.GENERATE:
-        start_labeling(round_)
-    # Kind.COMPARE: its samples and scores are its metrics; nothing else changes.
-    run.metrics = metrics
-    run.status = Status.SUCCEEDED
-    run.progress = 1.0
-    run.finished_at = timezone.now()
-    run.save(update_fields=["metrics", "status", "progress", "finished_at"])
-    _follow_up(run)
-
-
-def _open_next_round(trained: LabelingRound, version: PolicyVersion) -> LabelingRound:
-    """Finish the trained round; the next one asks the new policy about the same prompts."""
-    if trained.state == State.TRAINING:
-        transition(trained, State.DONE)
-    following = LabelingRound.objects.filter(config__follows_round=trained.pk).first()
-    if following is None:
+    parent = round_.policy_version or PolicyVersion.objects.filter(is_current=True).first()
+    version, _ = PolicyVersion.objects.get_or_create(
+        created_by_run=run,
+        defaults={
+            "number": _next_number(PolicyVersion),
+            "parent": parent,
+            "artifact_path": result["artifact_path"],
+            "method": run.kind,
+            "metrics": result.get("metrics", {}),
+        },
+    )
+    make_current(version)
+    if round_.state == State.TRAINING:
+        transition(round_, State.DONE)
+    if not LabelingRound.objects.filter(follows_round=round_).exists():
+        sampling = round_.config.get("sampling")
         following = create_round(
-            list(trained.prompts.all()),
-            k=trained.k,
-            overlap=trained.overlap,
+            list(round_.prompts.all()),
+            k=round_.k,
+            overlap=round_.overlap,
             policy_version=version,
-            config={"follows_round": trained.pk},
+            config={"sampling": sampling} if sampling else {},
+            follows_round=round_,
         )
-        start_generation(following, trained.config.get("sampling"))
-    return following
+        transition(following, State.GENERATING)
+    return {"policy_version": version.number}
 
 
-def save_generated(run: TrainingRun, outputs: list[tuple[int, list[dict]]]) -> int:
-    """Store the generated completions of a round once; returns how many are stored."""
+def _generate_next_round(run: TrainingRun) -> dict:
+    following = run.round.next_round
+    return {
+        "kind": Kind.GENERATE,
+        "round": following,
+        "config": following.config.get("sampling", {}),
+    }
+
+
+def _save_completions(run: TrainingRun, result: dict) -> dict:
+    """Store the generated completions (once: a re-delivered step finds them) and open the
+    round for labeling."""
     round_ = run.round
-    with transaction.atomic():
-        if Completion.objects.filter(round=round_).exists():
-            return Completion.objects.filter(round=round_).count()  # a re-delivered step
+    stored = Completion.objects.filter(round=round_).count()
+    if not stored:
         rows = [
             Completion(
                 prompt_id=prompt_id,
@@ -288,11 +295,60 @@ def save_generated(run: TrainingRun, outputs: list[tuple[int, list[dict]]]) -> i
                 prompt_tokens=sample.get("prompt_tokens"),
                 completion_tokens=sample.get("completion_tokens"),
             )
-            for prompt_id, samples in outputs
+            for prompt_id, samples in result["completions"]
             for sample in samples
         ]
-        Completion.objects.bulk_create(rows)
-        return len(rows)
+        stored = len(Completion.objects.bulk_create(rows))
+    start_labeling(round_)
+    return {"completions": stored}
+
+
+def _record_nothing(run: TrainingRun, result: dict) -> dict:
+    return {}
+
+
+_POLICY_UPDATE = Step(_publish_policy, then=_generate_next_round, needs=("reward_model",))
+
+# In chain order: reward -> (sft) -> policy update -> the next round's generation -> labeling.
+CHAIN: dict[str, Step] = {
+    Kind.REWARD: Step(_record_reward_model, then=_sft_or_method),
+    Kind.SFT: Step(_record_sft, then=_method_from_sft),
+    Kind.PPO: _POLICY_UPDATE,
+    Kind.RLOO: _POLICY_UPDATE,
+    Kind.GRPO: _POLICY_UPDATE,
+    Kind.DPO: Step(_publish_policy, then=_generate_next_round),  # learns from the pairs alone
+    Kind.GENERATE: Step(_save_completions),
+    # Two versions side by side: its samples and scores are its metrics; nothing else changes.
+    Kind.COMPARE: Step(_record_nothing),
+}
+
+
+def _queue(kind: str, **fields) -> TrainingRun:
+    """Create a step with the links CHAIN says it needs, and send it to the workers."""
+    missing = [name for name in CHAIN[kind].needs if fields.get(name) is None]
+    if missing:
+        raise ValueError(f"a {kind} step needs {', '.join(missing)}")
+    return _enqueue(TrainingRun.objects.create(kind=kind, **fields))
+
+
+@transaction.atomic
+def complete_run(run: TrainingRun, result: dict) -> None:
+    """Record a step's result (CHAIN[kind].record), mark it succeeded, queue what follows.
+
+    Once per run: the row is locked, and a run already succeeded is left as it is. The next
+    step is unique per run in the schema (after_run), so the database refuses a second one.
+    """
+    locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
+    if locked.status == Status.SUCCEEDED:
+        return
+    step = CHAIN[locked.kind]
+    metrics = {**locked.metrics, **result.get("metrics", {}), **step.record(locked, result)}
+    locked.metrics, locked.status, locked.progress = metrics, Status.SUCCEEDED, 1.0
+    locked.finished_at = timezone.now()
+    locked.save(update_fields=["metrics", "status", "progress", "finished_at"])
+    if step.then is not None:
+        follow = step.then(locked)
+        _queue(**{"round": locked.round, "config": locked.config, **follow, "after_run": locked})
 
 
 @transaction.atomic
@@ -348,6 +404,4 @@ def start_comparison(
     if not 1 <= prompts <= 256:
         raise InvalidInput("prompts must be between 1 and 256")
     config = {"versions": [first.pk, second.pk], "prompts": prompts}
-    return _enqueue(
-        TrainingRun.objects.create(kind=Kind.COMPARE, config=config, created_by=user, round=None)
-    )
+    return _queue(Kind.COMPARE, config=config, created_by=user)

@@ -1,12 +1,21 @@
 """The training chain as database state, without a worker: what each finished step leads to."""
 
 import pytest
+from django.db import IntegrityError, transaction
 
-from labelapp.models import LabelingRound, PolicyVersion, RewardModelVersion, TrainingRun
+from labelapp.models import (
+    Demonstration,
+    LabelingRound,
+    PolicyVersion,
+    RewardModelVersion,
+    TrainingRun,
+)
 from labelapp.services.assignment import assign_next
 from labelapp.services.errors import Conflict
 from labelapp.services.ranking import RankingSubmission, submit_ranking
+from labelapp.services.rounds import create_round
 from labelapp.services.training import (
+    _queue,
     claim_run,
     complete_run,
     fail_run,
@@ -33,7 +42,7 @@ def test_each_step_leads_to_the_next_once(ranked_round, admin_user):
     complete_run(reward, {"artifact_path": "/a/rm", "metrics": {}})  # a re-delivery
     assert RewardModelVersion.objects.count() == 1
     ppo = TrainingRun.objects.get(kind="ppo")
-    assert ppo.config["reward_model_id"] == RewardModelVersion.objects.get().pk
+    assert ppo.reward_model == RewardModelVersion.objects.get() and ppo.after_run == reward
     assert ppo.config["hyperparameters"] == {"steps": 2}
 
     claim_run(ppo.pk)
@@ -45,7 +54,56 @@ def test_each_step_leads_to_the_next_once(ranked_round, admin_user):
     assert ranked_round.state == "done"
     following = LabelingRound.objects.get(number=ranked_round.number + 1)
     assert following.state == "generating" and following.policy_version == v2
-    assert TrainingRun.objects.filter(kind="generate", round=following).count() == 1
+    assert following.follows_round == ranked_round
+    generate = TrainingRun.objects.get(kind="generate", round=following)
+    assert generate.after_run == ppo
+
+    claim_run(generate.pk)
+    samples = [{"text": f"answer {i}"} for i in range(following.k)]
+    outputs = [(pk, samples) for pk in following.prompts.values_list("pk", flat=True)]
+    result = {"completions": outputs, "metrics": {"prompts": len(outputs)}}
+    complete_run(generate, result)
+    complete_run(generate, result)  # a re-delivery stores nothing twice
+    following.refresh_from_db()
+    stored = len(outputs) * following.k
+    assert following.state == "labeling" and following.completions.count() == stored
+    assert following.assignments.count() == len(outputs)
+    generate.refresh_from_db()
+    assert generate.metrics == {"prompts": len(outputs), "completions": stored}
+
+
+def test_the_database_refuses_a_second_successor(ranked_round, admin_user):
+    reward = start_training(ranked_round, "ppo", {}, admin_user)
+    TrainingRun.objects.create(round=ranked_round, kind="sft", after_run=reward)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        TrainingRun.objects.create(round=ranked_round, kind="ppo", after_run=reward)
+    create_round([], follows_round=ranked_round)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        create_round([], follows_round=ranked_round)
+
+
+def test_demonstrations_put_sft_between_the_reward_model_and_the_method(
+    ranked_round, admin_user, labeler
+):
+    assignment = ranked_round.assignments.get(labeler=labeler)
+    Demonstration.objects.create(
+        prompt=assignment.prompt, assignment=assignment, labeler=labeler, text="A better answer."
+    )
+    reward = start_training(ranked_round, "ppo", {}, admin_user)
+    claim_run(reward.pk)
+    complete_run(reward, {"artifact_path": "/a/rm", "metrics": {}})
+    sft = TrainingRun.objects.get(after_run=reward)
+    assert sft.kind == "sft" and sft.reward_model == RewardModelVersion.objects.get()
+    claim_run(sft.pk)
+    complete_run(sft, {"artifact_path": "/a/sft", "metrics": {}})
+    ppo = TrainingRun.objects.get(after_run=sft)
+    assert (ppo.kind, ppo.start_policy, ppo.reward_model) == ("ppo", sft, sft.reward_model)
+
+
+def test_a_step_is_not_queued_without_the_links_it_needs(ranked_round):
+    with pytest.raises(ValueError, match="a ppo step needs reward_model"):
+        _queue("ppo", round=ranked_round)
+    assert not TrainingRun.objects.exists()
 
 
 def test_a_failed_step_fails_the_round_and_can_be_retried(ranked_round, admin_user):
