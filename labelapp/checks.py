@@ -4,9 +4,7 @@ not first inside a worker after work was queued."""
 from django.conf import settings
 from django.core.checks import Error, register
 
-# rlhf_worker.training.generate.ENGINES; labelapp does not import the worker's torch modules,
-# and tests/rlhf_worker/test_hyperparameters.py fails when the two drift apart.
-GENERATION_ENGINES = ("transformers", "vllm")
+from rlhf_worker.training.configs import ENGINES as GENERATION_ENGINES
 
 
 @register()

@@ -4,7 +4,15 @@ from django import forms
 from django.conf import settings
 
 from labelapp.models import FLAG_CHOICES
+from labelapp.services.hyperparameters import config_field, help_text
 from labelapp.services.ranking import MAX_TIME_SPENT_MS, RankingSubmission
+from rlhf_worker.training.configs import (
+    DPOTrainingConfig,
+    OnlineRLConfig,
+    PPOConfig,
+    RewardConfig,
+    SamplingConfig,
+)
 
 POSITION_NAMES = ["Best", "2nd", "3rd", "4th", "5th", "6th", "7th", "8th"]
 
@@ -96,8 +104,18 @@ class RoundForm(forms.Form):
     labelers = forms.ModelMultipleChoiceField(
         queryset=None, required=False, help_text="Nobody chosen: every labeler."
     )
-    max_new_tokens = forms.IntegerField(min_value=1, max_value=2048, initial=64)
-    temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=0.7)
+    max_new_tokens = forms.IntegerField(
+        min_value=1,
+        max_value=2048,
+        initial=SamplingConfig.max_new_tokens,
+        help_text=config_field(SamplingConfig, "max_new_tokens").metadata["help"],
+    )
+    temperature = forms.FloatField(
+        min_value=0.0,
+        max_value=2.0,
+        initial=SamplingConfig.temperature,
+        help_text=config_field(SamplingConfig, "temperature").metadata["help"],
+    )
     seed = forms.IntegerField(min_value=0, initial=0, help_text="Which prompts, and the sampling.")
 
     def __init__(self, *args, sources: list[str], labelers, **kwargs) -> None:
@@ -114,25 +132,47 @@ class TrainForm(forms.Form):
         help_text="PPO, RLOO and GRPO optimise against the new reward model; DPO learns from "
         "the comparisons directly.",
     )
+    # Help texts and defaults are the worker's config fields' own (rlhf_worker.training.configs).
     steps = forms.IntegerField(
-        required=False, min_value=1, max_value=100_000, help_text="PPO/RLOO/GRPO steps (8)."
+        required=False,
+        min_value=1,
+        max_value=100_000,
+        help_text=help_text(("PPO", PPOConfig, "steps"), ("RLOO/GRPO", OnlineRLConfig, "steps")),
     )
     learning_rate = forms.FloatField(
-        required=False, min_value=0, max_value=1, help_text="PPO 1e-4, RLOO/GRPO 1e-5, DPO 5e-6."
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text=help_text(
+            ("PPO", PPOConfig, "learning_rate"),
+            ("RLOO/GRPO", OnlineRLConfig, "learning_rate"),
+            ("DPO", DPOTrainingConfig, "learning_rate"),
+        ),
     )
     kl = forms.FloatField(
         required=False,
         min_value=0,
         max_value=10,
         label="KL coefficient",
-        help_text="Pull toward the starting policy: PPO kl_coef 0.05, RLOO/GRPO beta 0.05, DPO "
-        "beta 0.1.",
+        help_text=help_text(
+            ("PPO kl_coef", PPOConfig, "kl_coef"),
+            ("RLOO/GRPO beta", OnlineRLConfig, "beta"),
+            ("DPO beta", DPOTrainingConfig, "beta"),
+        ),
     )
     max_new_tokens = forms.IntegerField(
-        required=False, min_value=1, max_value=2048, help_text="PPO/RLOO/GRPO answer length (32)."
+        required=False,
+        min_value=1,
+        max_value=2048,
+        help_text=help_text(
+            ("PPO", PPOConfig, "max_new_tokens"), ("RLOO/GRPO", OnlineRLConfig, "max_new_tokens")
+        ),
     )
     reward_epochs = forms.IntegerField(
-        required=False, min_value=1, max_value=100, help_text="Reward-model epochs (2)."
+        required=False,
+        min_value=1,
+        max_value=100,
+        help_text=help_text(("", RewardConfig, "epochs")),
     )
 
     def hyperparameters(self) -> dict:

@@ -1,85 +1,51 @@
 """The hyperparameters a training request may set, checked before anything is queued.
 
-labelapp never imports the worker's config dataclasses (they live beside torch), so their field
-names and types are listed here; tests/rlhf_worker/test_hyperparameters.py fails when the two
-drift apart. The worker checks again when it builds its configs.
+Their names, types, defaults and help are the worker's config dataclasses themselves
+(rlhf_worker.training.configs: plain dataclasses, no torch), so the web side and the worker share
+one definition. The worker checks again when it builds its configs.
 """
 
-from labelapp.services.errors import InvalidInput
+import dataclasses
 
-REWARD = {
-    "epochs": int,
-    "batch_size": int,
-    "learning_rate": float,
-    "weight_decay": float,
-    "max_length": int,
-    "eval_fraction": float,
-    "max_grad_norm": float,
-    "seed": int,
-    "lora_r": int,
-    "lora_alpha": int,
-    "top_layers": int,
-    "gradient_checkpointing": bool,
+from labelapp.services.errors import InvalidInput
+from rlhf_worker.training.configs import (
+    DPOTrainingConfig,
+    OnlineRLConfig,
+    PPOConfig,
+    RewardConfig,
+    SFTConfig,
+)
+
+
+def settings_of(config: type) -> dict[str, type]:
+    """A config dataclass's fields as {name: type}."""
+    return {f.name: f.type for f in dataclasses.fields(config)}
+
+
+def config_field(config: type, name: str) -> dataclasses.Field:
+    """One field of a config dataclass: its default and `metadata["help"]`."""
+    return next(f for f in dataclasses.fields(config) if f.name == name)
+
+
+def help_text(*uses: tuple[str, type, str]) -> str:
+    """The help of a setting, then its default for each use: `uses` are (who, config, field
+    name); the first one's help is the text."""
+    first = config_field(uses[0][1], uses[0][2])
+    defaults = ", ".join(
+        f"{who} {config_field(config, name).default:g}".strip() for who, config, name in uses
+    )
+    return f"{first.metadata['help']} Default: {defaults}."
+
+
+METHOD_CONFIGS = {
+    "ppo": PPOConfig,
+    "rloo": OnlineRLConfig,
+    "grpo": OnlineRLConfig,
+    "dpo": DPOTrainingConfig,
 }
-SFT = {
-    "epochs": int,
-    "batch_size": int,
-    "learning_rate": float,
-    "weight_decay": float,
-    "warmup_steps": int,
-    "min_lr_ratio": float,
-    "max_grad_norm": float,
-    "max_length": int,
-    "seed": int,
-}
-PPO = {
-    "steps": int,
-    "batch_size": int,
-    "mini_batch_size": int,
-    "ppo_epochs": int,
-    "learning_rate": float,
-    "max_grad_norm": float,
-    "max_prompt_length": int,
-    "max_new_tokens": int,
-    "temperature": float,
-    "kl_coef": float,
-    "anchor_kl_coef": float,
-    "normalize_rewards": bool,
-    "length_penalty": float,
-    "cliprange": float,
-    "cliprange_value": float,
-    "vf_coef": float,
-    "gamma": float,
-    "lam": float,
-    "missing_eos_penalty": float,
-    "whiten_advantages": bool,
-    "reward_batch_size": int,
-    "seed": int,
-    "lora_r": int,
-    "lora_alpha": int,
-    "top_layers": int,
-    "gradient_checkpointing": bool,
-}
-ONLINE = {  # RLOO and GRPO
-    "steps": int,
-    "batch_size": int,
-    "num_generations": int,
-    "max_new_tokens": int,
-    "learning_rate": float,
-    "beta": float,
-    "temperature": float,
-    "seed": int,
-}
-DPO = {
-    "epochs": int,
-    "batch_size": int,
-    "learning_rate": float,
-    "beta": float,
-    "max_length": int,
-    "seed": int,
-}
-METHOD_SETTINGS = {"ppo": PPO, "rloo": ONLINE, "grpo": ONLINE, "dpo": DPO}
-SECTIONS = {"reward": REWARD, "sft": SFT}  # the steps before the method, as nested objects
+SECTION_CONFIGS = {"reward": RewardConfig, "sft": SFTConfig}  # the steps before the method
+METHOD_SETTINGS = {method: settings_of(c) for method, c in METHOD_CONFIGS.items()}
+SECTIONS = {section: settings_of(c) for section, c in SECTION_CONFIGS.items()}
 
 
 def _check(where: str, values: object, allowed: dict[str, type]) -> None:

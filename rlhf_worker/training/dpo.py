@@ -7,7 +7,7 @@ directly, against a frozen copy of itself as the reference.
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -16,29 +16,12 @@ from transformers import PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 
 from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, save_model
+from rlhf_worker.training.configs import DPOTrainingConfig
 from rlhf_worker.training.format import Prompt, encode_answer, format_prompt
 from rlhf_worker.training.trl_support import StepReporter, trl_run_args
 
 # One comparison: (prompt, chosen completion, rejected completion).
 Pair = tuple[Prompt, str, str]
-
-
-@dataclass
-class DPOTrainingConfig:
-    epochs: int = field(default=1, metadata={"help": "Passes over the comparisons."})
-    batch_size: int = field(default=8, metadata={"help": "Comparisons per step."})
-    learning_rate: float = field(default=5e-6, metadata={"help": "AdamW learning rate."})
-    beta: float = field(
-        default=0.1, metadata={"help": "Strength of the implicit KL to the reference policy."}
-    )
-    max_length: int = field(
-        default=512,
-        metadata={
-            "help": "Tokens of prompt+completion; a longer prompt loses its start, the "
-            "completions are kept."
-        },
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of data order."})
 
 
 def _keep_prompt_end(

@@ -13,7 +13,7 @@ import importlib.util
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,42 +28,10 @@ from rlhf_worker.training.artifacts import (
     pick_device,
     reset_peak_memory,
 )
+from rlhf_worker.training.configs import SamplingConfig
 from rlhf_worker.training.format import Prompt, encode_prompt
 
 logger = logging.getLogger(__name__)
-
-ENGINES = ("transformers", "vllm")
-
-
-@dataclass
-class SamplingConfig:
-    k: int = field(default=4, metadata={"help": "Completions sampled per prompt."})
-    max_new_tokens: int = field(default=64, metadata={"help": "Longest completion, in tokens."})
-    temperature: float = field(
-        default=0.7,
-        metadata={
-            "help": "Sampling temperature; 0 means greedy decoding. 0.7, as instruct models "
-            "are usually sampled: at 1.0 a small one rambles and rarely ends its answer."
-        },
-    )
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling probability mass."})
-    batch_size: int = field(default=16, metadata={"help": "Prompts per generate call."})
-    max_prompt_length: int = field(
-        default=256, metadata={"help": "Formatted prompts keep their last this many tokens."}
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of the sampling."})
-    engine: str = field(
-        default="transformers",
-        metadata={
-            "help": "transformers, or vllm (a GPU host with the vllm extra); vllm falls back to "
-            "transformers, with a warning, where it is not installed or there is no GPU. The "
-            "two engines draw different samples from the same seed."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
 
 
 @dataclass

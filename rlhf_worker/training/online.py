@@ -8,7 +8,7 @@ completion exactly as in PPO (reward.score_completions), through a TRL reward fu
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -21,27 +21,12 @@ from rlhf_worker.training.artifacts import (
     load_tokenizer,
     save_model,
 )
+from rlhf_worker.training.configs import OnlineRLConfig
 from rlhf_worker.training.format import Prompt, format_prompt
 from rlhf_worker.training.reward import score_completions
 from rlhf_worker.training.trl_support import StepReporter, trl_run_args
 
 TRAINERS = {"rloo": (RLOOConfig, RLOOTrainer), "grpo": (GRPOConfig, GRPOTrainer)}
-
-
-@dataclass
-class OnlineRLConfig:
-    steps: int = field(default=8, metadata={"help": "Optimizer steps."})
-    batch_size: int = field(
-        default=8, metadata={"help": "Completions per step; a multiple of num_generations."}
-    )
-    num_generations: int = field(
-        default=4, metadata={"help": "Completions sampled per prompt (the baseline's group)."}
-    )
-    max_new_tokens: int = field(default=32, metadata={"help": "Longest sampled completion."})
-    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate."})
-    beta: float = field(default=0.05, metadata={"help": "KL penalty to the starting policy."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
-    seed: int = field(default=0, metadata={"help": "Seed of sampling and data order."})
 
 
 def train_online(

@@ -32,7 +32,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -48,94 +48,13 @@ from rlhf_worker.training.artifacts import (
     reset_peak_memory,
     save_model,
 )
+from rlhf_worker.training.configs import PPOConfig
 from rlhf_worker.training.finetune import add_lora, merge_lora, train_top_layers
 from rlhf_worker.training.format import Prompt, encode_prompt
 from rlhf_worker.training.reward import score_completions, token_scores
 
 RewardFn = Callable[[list[Prompt], list[str]], list[float]]
 StepCallback = Callable[[int, int, dict[str, float]], None]
-
-
-@dataclass
-class PPOConfig:
-    steps: int = field(
-        default=8, metadata={"help": "PPO iterations: one rollout batch + ppo_epochs of updates."}
-    )
-    batch_size: int = field(default=8, metadata={"help": "Prompts (rollouts) per step."})
-    mini_batch_size: int = field(default=4, metadata={"help": "Rollouts per gradient update."})
-    ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout batch."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW step size."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient norm clip."})
-    max_prompt_length: int = field(
-        default=256, metadata={"help": "Formatted prompts keep at most their last N tokens."}
-    )
-    max_new_tokens: int = field(default=32, metadata={"help": "Longest sampled response."})
-    temperature: float = field(
-        default=0.7, metadata={"help": "Sampling temperature (the logprobs are tempered alike)."}
-    )
-    kl_coef: float = field(
-        default=0.05,
-        metadata={"help": "Per-token KL penalty to the reference policy (the round's start)."},
-    )
-    anchor_kl_coef: float = field(
-        default=0.05,
-        metadata={
-            "help": "Per-token KL penalty to the anchor policy (v1, or the SFT policy), which "
-            "bounds the drift across rounds; 0 turns it off."
-        },
-    )
-    normalize_rewards: bool = field(
-        default=True,
-        metadata={"help": "Scale reward-model scores by their running mean and std in the run."},
-    )
-    length_penalty: float = field(
-        default=0.0,
-        metadata={
-            "help": "Subtracted per unit of |log(response length / the first batch's mean "
-            "length)|: keeps answers near the starting policy's length; 0 turns it off."
-        },
-    )
-    cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip, 1 ± this."})
-    cliprange_value: float = field(
-        default=0.2, metadata={"help": "How far a value may move from its rollout value."}
-    )
-    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
-    gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
-    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
-    missing_eos_penalty: float = field(
-        default=1.0,
-        metadata={"help": "Subtracted from the score of responses with no EOS in max_new_tokens."},
-    )
-    whiten_advantages: bool = field(
-        default=True, metadata={"help": "Normalise advantages to mean 0, std 1 per batch."}
-    )
-    reward_batch_size: int = field(default=16, metadata={"help": "Batch size for scoring."})
-    seed: int = field(default=0, metadata={"help": "Seed of prompt order, sampling and init."})
-    lora_r: int = field(
-        default=0,
-        metadata={
-            "help": "LoRA rank on every linear layer of the policy and the critic; 0 trains all "
-            "their weights. With LoRA the reference policy is the policy with its adapters off "
-            "(no second copy), and the adapters are merged into the saved policy."
-        },
-    )
-    lora_alpha: int = field(
-        default=16, metadata={"help": "LoRA scale: adapter updates are scaled by alpha / r."}
-    )
-    top_layers: int = field(
-        default=0,
-        metadata={
-            "help": "Train only the last N transformer layers of the policy and the critic; "
-            "0 trains every layer. On a CPU the backward pass stops there."
-        },
-    )
-    gradient_checkpointing: bool = field(
-        default=False,
-        metadata={
-            "help": "Recompute the policy's and critic's layer activations in the backward pass "
-            "of the updates: less memory for about a third more compute."
-        },
-    )
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

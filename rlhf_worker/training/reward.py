@@ -10,7 +10,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from rlhf_worker.training.artifacts import (
     pick_device,
     save_model,
 )
+from rlhf_worker.training.configs import RewardConfig
 from rlhf_worker.training.finetune import add_lora, merge_lora, train_top_layers, unwrap
 from rlhf_worker.training.format import Prompt, encode_exchange, pad_right, prompt_key
 
@@ -124,48 +125,6 @@ def pairwise_accuracy(rewards: torch.Tensor, valid: torch.Tensor) -> tuple[int, 
     pair_valid = valid[:, better] & valid[:, worse]
     correct = (rewards[:, better] > rewards[:, worse]) & pair_valid
     return int(correct.sum()), int(pair_valid.sum())
-
-
-@dataclass
-class RewardConfig:
-    epochs: int = field(default=2, metadata={"help": "Passes over the training rankings."})
-    batch_size: int = field(default=8, metadata={"help": "Rankings per step (each K sequences)."})
-    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    max_length: int = field(
-        default=512,
-        metadata={
-            "help": "Tokens per prompt+completion; a longer prompt loses its start, the "
-            "completion is kept."
-        },
-    )
-    eval_fraction: float = field(
-        default=0.1, metadata={"help": "Share of prompts held out to measure accuracy."}
-    )
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
-    seed: int = field(default=0, metadata={"help": "Seed for shuffling and the score head."})
-    lora_r: int = field(
-        default=0,
-        metadata={
-            "help": "LoRA rank on every linear layer (the score head trains fully); 0 trains "
-            "all weights. The adapters are merged into the saved reward model."
-        },
-    )
-    lora_alpha: int = field(
-        default=32, metadata={"help": "LoRA scale: adapter updates are scaled by alpha / r."}
-    )
-    top_layers: int = field(
-        default=0,
-        metadata={
-            "help": "Train only the last N transformer layers (and the score head), the rest "
-            "frozen: on a CPU the backward pass, and the memory it holds, stop there. 0 trains "
-            "every layer."
-        },
-    )
-    gradient_checkpointing: bool = field(
-        default=False,
-        metadata={"help": "Recompute activations in the backward pass: less memory, more time."},
-    )
 
 
 def is_held_out(prompt: Prompt, fraction: float) -> bool:

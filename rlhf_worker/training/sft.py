@@ -10,41 +10,19 @@ mean over all answer tokens of a batch.
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, pick_device, save_model
+from rlhf_worker.training.configs import SFTConfig
 from rlhf_worker.training.format import Prompt, encode_exchange, pad_right
 
 IGNORE_INDEX = -100  # cross_entropy's ignore_index: label of tokens that carry no loss
 
 StepCallback = Callable[[int, int, dict[str, float]], None]
-
-
-@dataclass
-class SFTConfig:
-    epochs: int = field(default=3, metadata={"help": "Passes over the examples."})
-    batch_size: int = field(default=8, metadata={"help": "Examples per optimizer step."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Peak AdamW step size."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    warmup_steps: int = field(
-        default=0, metadata={"help": "Steps of linear warm-up before the cosine decay."}
-    )
-    min_lr_ratio: float = field(
-        default=1.0,
-        metadata={"help": "Final learning rate / peak; 1.0 keeps the rate constant after warm-up."},
-    )
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient norm clip."})
-    max_length: int = field(
-        default=256,
-        metadata={
-            "help": "Tokens of prompt + answer + EOS; a longer prompt loses its start first."
-        },
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of the example order."})
 
 
 def lr_factor(step: int, total: int, warmup_steps: int, min_lr_ratio: float) -> float:
