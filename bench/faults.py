@@ -35,7 +35,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -46,22 +45,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import load_labelers
-import psutil
+import load_labelers  # first: it puts this checkout on sys.path
 import psycopg
 import redis
-from load_labelers import (
-    K,
-    Labeler,
-    Loop,
-    free_port,
-    recreate_database,
-    seed,
-    start_gunicorn,
-    stop,
-    verify,
-    wait_ready,
-)
+from load_labelers import K, Labeler, Loop, seed, verify
+
+from bench.stack import Gunicorn, Worker, print_table, recreate_database
+from bench.stack import site_env as stack_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("postgres", "redis-labeling", "redis-training", "kill")
@@ -294,24 +284,12 @@ def outage_report(name: str, calls: list[Call], events: dict, same_workers: bool
     return row, failures
 
 
-def print_table(rows: list[dict]) -> None:
-    if not rows:
-        return
-    columns = list(rows[0])
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
-
-
 # --- the stack ---------------------------------------------------------------------------------
 
 
 def site_env(args: argparse.Namespace, broker: str, **extra: str) -> dict:
     """The environment of gunicorn and the workers (DEBUG off, as in production)."""
-    return load_labelers.site_env(
-        args.database_url, REDIS_URL=broker, CELERY_BROKER_URL=broker, **extra
-    )
+    return stack_env(args.database_url, REDIS_URL=broker, CELERY_BROKER_URL=broker, **extra)
 
 
 def fresh_database(args: argparse.Namespace) -> None:
@@ -322,50 +300,6 @@ def fresh_database(args: argparse.Namespace) -> None:
     connection.close()
     recreate_database(args.database_url)
     call_command("migrate", verbosity=0)
-
-
-class Gunicorn:
-    """gunicorn as bench/load_labelers.py starts it, with its log in a file."""
-
-    def __init__(self, args: argparse.Namespace, env: dict, log_path: Path) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log = log_path.open("w")
-        self.server = start_gunicorn(args, self.port, env, self.log)
-        wait_ready(self.server, self.base_url, workers=args.workers)
-
-    def workers(self) -> list[int]:
-        return sorted(p.pid for p in psutil.Process(self.server.pid).children())
-
-    def stop(self) -> None:
-        stop(self.server)
-        self.log.close()
-
-
-class Worker:
-    """`manage.py run_worker` (a Celery worker with the sweeper), in its own process group."""
-
-    def __init__(self, env: dict, log_path: Path) -> None:
-        self.log = log_path.open("a")
-        argv = [sys.executable, "manage.py", "run_worker"]
-        self.proc = subprocess.Popen(  # noqa: S603 (our own interpreter, fixed arguments)
-            argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its beat process, as a crashed host or container would."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
 
 
 # --- the phases --------------------------------------------------------------------------------

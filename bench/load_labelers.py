@@ -43,7 +43,6 @@ httpx, which took 5 times its CPU per loop (docs/benchmarks.md).
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -51,10 +50,6 @@ import platform
 import random
 import re
 import resource
-import secrets
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -65,15 +60,22 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-import httpx
 import psutil
 import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's labelapp, even where another one is installed
 
 from bench import http1, labelstudio  # noqa: E402 (needs ROOT on sys.path)
+from bench.stack import (  # noqa: E402
+    free_port,
+    percentile,
+    recreate_database,
+    site_env,
+    start_gunicorn,
+    stop,
+    wait_ready,
+)
 
 GOAL_LOOPS_PER_S = 200
 GOAL_P99_MS = 50
@@ -436,16 +438,6 @@ def latency_budget(args, rate: float) -> int:
     return math.ceil(rate * args.latency_seconds * 1.2) if args.mode != "capacity" else 0
 
 
-def recreate_database(url: str) -> None:
-    """Drop and create the benchmark's database, so every run starts from the same state."""
-    params = psycopg.conninfo.conninfo_to_dict(url)
-    name = params.pop("dbname")
-    with psycopg.connect(**params, dbname="postgres", autocommit=True) as conn:
-        database = sql.Identifier(name)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(database))
-
-
 def seed(n_prompts: int, n_labelers: int):
     """A round in labeling with n_prompts prompts x K completions; labelers with API tokens."""
     from django.contrib.auth.hashers import make_password
@@ -481,74 +473,6 @@ def seed(n_prompts: int, n_labelers: int):
         User.groups.through(user_id=u.pk, group_id=group.pk) for u in users
     )
     return round_, [(u.pk, issue_token(u, "load test")) for u in users]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_gunicorn(
-    args, port: int, env: dict, logfile, *, python=sys.executable, app="labelapp.wsgi", cwd=ROOT
-) -> subprocess.Popen:
-    """gunicorn serving `app` (ours by default) in a session of its own: stop() ends the group."""
-    command = [
-        str(python), "-m", "gunicorn", app,
-        "--bind", f"127.0.0.1:{port}",
-        "--workers", str(args.workers),
-        "--worker-class", "gthread" if args.threads > 1 else "sync",
-        "--threads", str(args.threads),
-        "--keep-alive", "120",  # open-loop gaps between one labeler's loops can last seconds
-        "--timeout", "30",
-        "--log-level", "warning",
-        "--no-control-socket",  # gunicorn 27's default socket path is shared by every instance
-    ]  # fmt: skip
-    # Our own interpreter (or Label Studio's venv's) and arguments, no shell.
-    return subprocess.Popen(  # noqa: S603
-        command, cwd=cwd, env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def wait_ready(
-    server: subprocess.Popen,
-    base_url: str,
-    seconds: float = 60,
-    path: str = "/api/v1/tasks/next",
-    status: int = 401,
-    workers: int = 1,
-) -> None:
-    """Until the app answers `path` with `status` (by default an anonymous next-task call: a 401
-    from our Django itself) and all `workers` have been forked: the first worker answers before
-    the last is forked, and a load started then would leave the late ones without connections
-    (each keep-alive connection stays with the worker that accepted it)."""
-    deadline = time.monotonic() + seconds
-    master = psutil.Process(server.pid)
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {server.returncode}")
-        try:
-            response = httpx.get(f"{base_url}{path}", timeout=2, trust_env=False)
-            if response.status_code == status and len(master.children()) >= workers:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer within {seconds:.0f} s")
-
-
-def stop(server: subprocess.Popen) -> None:
-    """Stop gunicorn and whatever is left of its process group (started by start_gunicorn)."""
-
-    def signal_group(sig) -> None:
-        with contextlib.suppress(ProcessLookupError):  # the whole group is gone
-            os.killpg(server.pid, sig)
-
-    signal_group(signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        server.wait(20)
-    signal_group(signal.SIGKILL)  # workers that outlived their master, or a master that hung
-    server.wait(10)
 
 
 def verify(log: list[Loop], round_id: int) -> tuple[list[str], list[str]]:
@@ -651,11 +575,6 @@ def compare(log, stored: dict, expected, owner, over_overlap: int, twice_db: int
         if bad
     ]  # fmt: skip
     return lines, failures
-
-
-def percentile(sorted_ms: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    return sorted_ms[max(0, math.ceil(p / 100 * len(sorted_ms)) - 1)] if sorted_ms else float("nan")
 
 
 @dataclass
@@ -929,21 +848,6 @@ def report(args, stack: Stack, checks: tuple[list[str], list[str]]) -> None:
     lines, bad = checks
     print("database vs client log:\n  " + "\n  ".join(lines))
     stack.failures += [f"{stack.name}: check failed: {name}" for name in bad]
-
-
-def site_env(database_url: str, **extra: str) -> dict:
-    """The environment our gunicorn (and a worker) runs in: DEBUG off, as in production."""
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "DJANGO_SETTINGS_MODULE": "labelapp.settings",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-        **extra,
-    }
 
 
 def run_ours(args, rates: list[float], n_prompts: int) -> Stack:

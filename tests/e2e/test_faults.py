@@ -20,8 +20,8 @@ from django.db import connection
 from django.test import Client
 
 import labelapp.queue
-from bench.load_labelers import free_port, start_gunicorn, stop, wait_ready
-from bench.load_labelers import site_env as stack_env
+from bench.stack import free_port, start_gunicorn, stop, wait_ready
+from bench.stack import site_env as stack_env
 from labelapp.access import ADMINS, LABELERS
 from labelapp.middleware import MESSAGE
 from labelapp.models import Comparison, Ranking, TrainingRun
