@@ -3,6 +3,7 @@
 import random
 
 import pytest
+import torch
 
 from rlhf_worker.training.artifacts import load_tokenizer
 from rlhf_worker.training.format import format_prompt
@@ -98,3 +99,23 @@ def test_sampling_is_deterministic_per_seed(tiny_model_dir):
 
 def test_no_prompts():
     assert generate_completions("/nonexistent", [], SamplingConfig()) == []
+
+
+@pytest.mark.parametrize("top_p", [0.5, 0.95, 1.0])
+def test_nucleus_sampling_keeps_the_tokens_transformers_keeps(top_p):
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    from rlhf_worker.training.generate import NucleusSampling
+
+    torch.manual_seed(0)
+    peaked = torch.randn(6, 5000) * 8  # nucleus within the top 256
+    flat = torch.randn(2, 5000) * 0.01  # nucleus wider than 256: the full-sort fallback
+    scores = torch.cat([peaked, flat])
+    ids = torch.zeros(8, 1, dtype=torch.long)
+    want = TopPLogitsWarper(top_p)(ids, TemperatureLogitsWarper(0.7)(ids, scores))
+    got = NucleusSampling(0.7, top_p, candidates=256)(ids, scores)
+    assert torch.equal(torch.isinf(got), torch.isinf(want))
+    assert torch.allclose(got[~torch.isinf(got)], want[~torch.isinf(want)])
+    if top_p < 1:
+        kept = (~torch.isinf(got)).sum(-1)
+        assert kept[:6].max() < 256 < kept[6:].min()  # both paths were taken
