@@ -56,7 +56,13 @@ class RewardConfig:
 class SFTConfig:
     epochs: int = field(default=3, metadata={"help": "Passes over the examples."})
     batch_size: int = field(default=8, metadata={"help": "Examples per optimizer step."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Peak AdamW step size."})
+    learning_rate: float = field(
+        default=2e-5,
+        metadata={
+            "help": "Peak AdamW step size: 2e-5 for a pretrained model's weights (a model "
+            "trained from scratch takes ~1e-3)."
+        },
+    )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     warmup_steps: int = field(
         default=0, metadata={"help": "Steps of linear warm-up before the cosine decay."}
@@ -83,7 +89,13 @@ class PPOConfig:
     batch_size: int = field(default=8, metadata={"help": "Prompts (rollouts) per step."})
     mini_batch_size: int = field(default=4, metadata={"help": "Rollouts per gradient update."})
     ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout batch."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW step size."})
+    learning_rate: float = field(
+        default=1e-5,
+        metadata={
+            "help": "AdamW step size: 1e-5 for a pretrained model's full weights (1e-4 took "
+            "SmolLM2 to a KL of 8 nats in one round); LoRA (lora_r > 0) usually wants ~1e-4."
+        },
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient norm clip."})
     max_prompt_length: int = field(
         default=256, metadata={"help": "Formatted prompts keep at most their last N tokens."}

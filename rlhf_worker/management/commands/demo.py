@@ -68,7 +68,6 @@ CPU_TRAINING = {
     "ppo_epochs": 2,
     "max_new_tokens": 64,
     "top_layers": 8,
-    "learning_rate": 1e-5,  # full weights of a pretrained model: 1e-4 (LoRA's rate) overshoots
 }
 # Round 1's size: the real model writes round 2 (K answers per prompt) at ~65 tokens/s here.
 DEFAULT_PROMPTS = {"real": 32, "tiny": 252}
