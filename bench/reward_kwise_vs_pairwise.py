@@ -6,7 +6,11 @@ ranking once (K sequences for C(K,2) pairs), RewardTrainer forwards both sides o
 measured by the same function on the same held-out rankings.
 
     .venv/bin/python bench/reward_kwise_vs_pairwise.py [--model DIR] [--epochs 1] [--chars 300]
-        [--seeds 1]
+        [--seeds 1] [--rankings N] [--top-layers N] [--threads 2]
+
+On the real model (SmolLM2, 135M) a CPU run takes a subset of the training rankings
+(--rankings) and trains the last --top-layers layers, the same layers on both sides; every
+held-out ranking is scored either way.
 
 Data: the 252 shipped self-instruct instructions, four real model answers each (cut to --chars
 characters so no pair exceeds max_length: RewardTrainer drops longer rows instead of truncating),
@@ -30,6 +34,7 @@ from datasets import Dataset
 
 from rlhf_worker.training.artifacts import load_reward_model, load_tokenizer, save_model
 from rlhf_worker.training.bootstrap import TinyModelConfig, build_tiny_model
+from rlhf_worker.training.finetune import train_top_layers
 from rlhf_worker.training.format import encode_exchange, format_prompt
 from rlhf_worker.training.reward import (
     RewardConfig,
@@ -85,7 +90,9 @@ def train_trl(model_dir: Path, train, config: RewardConfig, out: Path) -> float:
         logging_steps=1000,
     )
     started = time.monotonic()  # like ours: loading, tokenizing, training, saving
-    model = load_reward_model(model_dir, device=torch.device("cpu"))
+    model = train_top_layers(
+        load_reward_model(model_dir, device=torch.device("cpu")), config.top_layers
+    )
     trainer = trl.RewardTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tokenizer
     )
@@ -99,20 +106,32 @@ def one_seed(args: argparse.Namespace, seed: int, tmp: Path) -> dict:
     """Both trainers on one seed's data, model initialisation and shuffling."""
     data = rankings(args.chars, seed)
     config = RewardConfig(
-        epochs=args.epochs, batch_size=8, learning_rate=1e-4, max_length=512, seed=seed
+        epochs=args.epochs,
+        batch_size=8,
+        learning_rate=args.learning_rate,
+        max_length=512,
+        top_layers=args.top_layers,
+        seed=seed,
     )
-    train = [r for r in data if not is_held_out(r[0], config.eval_fraction)]
-    held_out = [r for r in data if is_held_out(r[0], config.eval_fraction)]
     model_dir = (
         Path(args.model)
         if args.model
         else tiny_model(tmp / "base", [p for p, c in data] + [a for _, c in data for a in c], seed)
     )
     tokenizer = load_tokenizer(model_dir)
-    lengths = [len(encode_exchange(tokenizer, p, a, 10_000)[0]) for p, c in train for a in c]
+
+    def tokens(prompt: str, answer: str) -> int:
+        return len(encode_exchange(tokenizer, prompt, answer, 10_000)[0])
+
+    # RewardTrainer drops a pair longer than max_length (ours would cut its prompt): both sides
+    # train on the rankings that fit whole (with room for the EOS TRL appends).
+    data = [(p, c) for p, c in data if max(tokens(p, a) for a in c) < config.max_length]
+    held_out = [r for r in data if is_held_out(r[0], config.eval_fraction)]
+    train = [r for r in data if not is_held_out(r[0], config.eval_fraction)][: args.rankings]
+    lengths = [tokens(p, a) for p, c in train for a in c]
 
     started = time.monotonic()
-    ours = train_reward_model(model_dir, data, tmp / "kwise", config)
+    ours = train_reward_model(model_dir, train + held_out, tmp / "kwise", config)
     ours_seconds = time.monotonic() - started
     trl_seconds = train_trl(model_dir, train, config, tmp / "trl")
     trl_eval = evaluate_reward_model(
@@ -137,6 +156,9 @@ def main() -> None:
     parser.add_argument("--chars", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=1, help="Repeat with seeds 0..N-1.")
+    parser.add_argument("--rankings", type=int, help="Train on the first N rankings only.")
+    parser.add_argument("--top-layers", type=int, default=0, help="Train the last N layers.")
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -151,7 +173,8 @@ def main() -> None:
         print(
             f"seed {seed}: rankings {r['train']} train ({r['train'] * 6} pairs), "
             f"{r['held_out']} held out; {r['tokens']:.0f} tokens per sequence; "
-            f"epochs {args.epochs}"
+            f"epochs {args.epochs}; top layers {args.top_layers or 'all'}; "
+            f"lr {args.learning_rate:g}"
         )
         for name, key in (("K-wise (ours)", "ours"), ("TRL RewardTrainer", "trl")):
             seconds, accuracy = r[key]
