@@ -5,10 +5,12 @@ the same kind's entry in its CHAIN (what the result means, which step follows).
 """
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from labelapp.models import (
     Demonstration,
@@ -28,6 +30,8 @@ from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import RewardConfig, train_reward_model
 from rlhf_worker.training.sft import SFTConfig, sft_model_dir
 
+log = logging.getLogger(__name__)
+
 
 def artifact_dir(kind: str, run: Run) -> Path:
     """The one place model directories are named: ARTIFACTS_DIR/<kind>/run-<id>."""
@@ -43,11 +47,21 @@ def config_from(cls, values: dict):
     return cls(**values)
 
 
+def _report(run: Run, fraction: float, metrics: dict | None = None) -> None:
+    """Progress, heartbeat and metrics, best effort: while the database restarts, training goes
+    on (the step's result is written once it is back; complete_run retries until then)."""
+    try:
+        report_progress(run.pk, fraction, metrics)
+    except (OperationalError, InterfaceError) as error:
+        log.warning("run %s: progress not recorded (%s)", run.pk, error)
+        close_old_connections()  # the broken connection is not reused
+
+
 def progress_of(run: Run) -> Callable[[int, int, dict], None]:
     """A training callback that writes progress, heartbeat and per-step metrics to the run."""
 
     def on_step(step: int, total: int, metrics: dict) -> None:
-        report_progress(run.pk, step / max(total, 1), {"step": step, **metrics})
+        _report(run, step / max(total, 1), {"step": step, **metrics})
 
     return on_step
 
@@ -160,7 +174,7 @@ def generate_step(run: Run) -> dict:
         policy_dir(round_.policy_version),
         [conversation(text) for _, text in prompts],
         config,
-        on_batch=lambda done, total: report_progress(run.pk, done / total),
+        on_batch=lambda done, total: _report(run, done / total),
     )
     return {  # stored by complete_run, in the transaction that opens the round for labeling
         "completions": list(zip((pid for pid, _ in prompts), generation.completions, strict=True)),

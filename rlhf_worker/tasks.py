@@ -13,19 +13,30 @@ from rlhf_worker.celery import app
 log = logging.getLogger(__name__)
 
 
+DATABASE_GONE = (OperationalError, InterfaceError, ConnectionError)
+
+
 class StepTask(Task):
     """Marks the run and its round failed when a step gives up (after its retries)."""
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        fail_run(args[0], "".join(traceback.format_exception(exc)))
+        try:
+            fail_run(args[0], "".join(traceback.format_exception(exc)))
+        except DATABASE_GONE:  # still unreachable: the run stays as it was, for the sweeper
+            log.warning("run %s: could not record its failure (%s); the sweeper sends it again "
+                        "once the database is back", args[0], exc)  # fmt: skip
 
 
 @app.task(
     base=StepTask,
     name="rlhf_worker.tasks.run_step",
-    autoretry_for=(OperationalError, InterfaceError, ConnectionError),
+    # The database restarting (seconds to a minute): retried after 1, 2, 4 ... 60 s, about four
+    # minutes in all, before the step is given up.
+    autoretry_for=DATABASE_GONE,
     retry_backoff=True,
-    max_retries=3,
+    retry_backoff_max=60,
+    retry_jitter=False,
+    max_retries=8,
 )
 def run_step(run_id: int) -> str:
     """Run one step of a round's training chain (idempotent: a finished run is left alone)."""

@@ -21,3 +21,24 @@ def test_a_worker_process_runs_torch_on_torch_threads(settings):
         assert torch.get_num_threads() == settings.TORCH_THREADS
     finally:
         torch.set_num_threads(before)
+
+
+def test_progress_is_best_effort_while_the_database_is_away(monkeypatch, caplog):
+    """A progress report that meets a restarting database is logged and skipped: the step
+    trains on (the real restart is bench/compose_smoke.py's)."""
+    from django.db import OperationalError
+
+    from rlhf_worker import steps
+
+    calls = []
+
+    def unreachable(run_id, fraction, metrics=None):
+        calls.append(fraction)
+        raise OperationalError("the database system is shutting down")
+
+    monkeypatch.setattr(steps, "report_progress", unreachable)
+    on_step = steps.progress_of(TrainingRun(pk=7))
+    on_step(1, 4, {"loss": 0.5})
+    on_step(2, 4, {"loss": 0.4})
+    assert calls == [0.25, 0.5]
+    assert "run 7: progress not recorded" in caplog.text

@@ -60,11 +60,15 @@ class Command(BaseCommand):
         )
 
     def _build_tiny(self, out: str, pretrain_steps: int | None) -> None:
+        import torch
+
         from rlhf_worker.training.bootstrap import (  # torch: only when building
             BootstrapConfig,
             bootstrap_base_model,
             load_bootstrap_corpus,
         )
+
+        torch.set_num_threads(settings.TORCH_THREADS)  # it trains, as a worker would
 
         config = BootstrapConfig()
         if pretrain_steps is not None:
