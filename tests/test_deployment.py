@@ -50,6 +50,10 @@ def compose_config(*files: str) -> dict:
     return yaml.safe_load(done.stdout)
 
 
+def dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
 def readme_services() -> dict[str, str]:
     """The service table of README's deploy section: {service: documented command}."""
     readme = (ROOT / "README.md").read_text()
@@ -69,12 +73,13 @@ def test_every_service_the_readme_names_exists_with_its_documented_command():
     services = compose_config("docker-compose.yml")["services"]
     documented = readme_services()
     assert set(documented) == set(services)
-    dockerfile = (ROOT / "Dockerfile").read_text()
     for name, spec in services.items():
         if "command" in spec:
             command = spec["command"]
         elif "build" in spec:  # the image's CMD
-            stage = dockerfile.split(f"AS {spec['build']['target']}", 1)[1].split("\nFROM ", 1)[0]
+            stage = (
+                dockerfile().split(f"AS {spec['build']['target']}\n", 1)[1].split("\nFROM ", 1)[0]
+            )
             command = yaml.safe_load(re.search(r"^CMD (\[.*\])$", stage, flags=re.M)[1])
         else:
             continue  # an upstream image's own command
@@ -87,7 +92,11 @@ def test_only_the_workers_get_torch():
     web = " ".join(project["dependencies"]).lower()
     assert not re.search(r"\b(torch|transformers|trl|accelerate|peft)\b", web)
     assert "torch==" in " ".join(project["optional-dependencies"]["worker"])
-    web_stage = (ROOT / "Dockerfile").read_text().split("FROM web AS worker")[0]
+    stages = dict(
+        re.findall(r"^FROM \S+ AS (\S+)\n(.*?)(?=^FROM |\Z)", dockerfile(), flags=re.M | re.S)
+    )
+    assert re.search(r"^FROM base AS web$", dockerfile(), flags=re.M)  # web = base + the code
+    web_stage = stages["base"] + stages["web"]
     instructions = "\n".join(x for x in web_stage.splitlines() if not x.startswith("#"))
     assert "torch" not in instructions and "[worker]" not in instructions
     # The web process never imports torch: every labelapp module loads without it.
