@@ -10,8 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 # /artifacts belongs to the app user, so the named volume mounted there starts out writable.
 RUN useradd --create-home --uid 1000 app && mkdir /artifacts && chown app:app /artifacts
 WORKDIR /app
-COPY pyproject.toml README.md ./
-RUN mkdir -p labelapp rlhf_worker && touch labelapp/__init__.py rlhf_worker/__init__.py \
+# Only pyproject.toml: the package's README (its metadata) is a placeholder here, so that editing
+# it does not rebuild the dependencies either.
+COPY pyproject.toml ./
+RUN mkdir -p labelapp rlhf_worker && touch README.md labelapp/__init__.py rlhf_worker/__init__.py \
     && pip install . && pip uninstall -y rlhf-labelapp
 
 # The worker's dependencies. By default PyPI's torch, a CUDA build on x86_64 (it falls back to

@@ -45,7 +45,7 @@ SERVICES = ("postgres", "redis", "web", "worker", "worker-cpu")  # each with a h
 PROMPTS = 8
 WHEELS_PORT = 47381
 TRAINING = {  # a small PPO round: the point is the plumbing, not the model
-    "steps": 8,  # long enough on the tiny model to kill the worker in the middle
+    "steps": 64,  # about 30 s on the tiny model: long enough to kill the worker in the middle
     "batch_size": 4,
     "mini_batch_size": 2,
     "ppo_epochs": 1,
@@ -195,6 +195,9 @@ class Client:
         self.http = httpx.Client(base_url=base_url, timeout=30, trust_env=False)
         form = self.http.get("/accounts/login/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+        for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', form.text):  # whitenoise
+            if (status := self.http.get(asset).status_code) != 200:
+                raise SmokeFailure(f"{asset} answered {status}")
         done = self.http.post(
             "/accounts/login/",
             data={"username": username, "password": password, "csrfmiddlewaretoken": token},
@@ -272,12 +275,13 @@ def smoke(args: argparse.Namespace, stack: Stack, timings: dict) -> None:
     # Faults: PostgreSQL restarts while the reward model trains; the worker dies in PPO.
     stack.compose("restart", "postgres")
     stack.wait_healthy(["postgres"])
-    wait_for(
-        "the PPO step running",
-        lambda: count(stack, "TrainingRun.objects.filter(kind='ppo', status='running').count()"),
-        600,
-        stack,
-    )
+
+    def ppo_running() -> bool:
+        if count(stack, "TrainingRun.objects.filter(kind='ppo', status='succeeded').count()"):
+            raise SmokeFailure("PPO ended before the worker could be killed: raise TRAINING steps")
+        return count(stack, "TrainingRun.objects.filter(kind='ppo', status='running').count()")
+
+    wait_for("the PPO step running", ppo_running, 600, stack)
     run("docker", "kill", stack.container("worker"))
     print("restarted postgres; killed the worker in PPO; starting it again", flush=True)
     stack.compose("up", "-d", "worker")
