@@ -23,7 +23,7 @@ def test_a_worker_process_runs_torch_on_torch_threads(settings):
         torch.set_num_threads(before)
 
 
-def test_progress_is_best_effort_while_the_database_is_away(monkeypatch, caplog):
+def test_progress_is_best_effort_while_the_database_is_away(db, monkeypatch, caplog):
     """A progress report that meets a restarting database is logged and skipped: the step
     trains on (the real restart is bench/compose_smoke.py's)."""
     from django.db import OperationalError
