@@ -40,6 +40,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # bench.stack, when run as a script
+
+from bench.stack import free_port  # noqa: E402
+
 PROJECT = "rlhf-smoke"
 SERVICES = ("postgres", "redis", "web", "worker", "worker-cpu")  # each with a healthcheck
 PROMPTS = 8
@@ -97,12 +101,6 @@ def ensure_engine() -> None:
         if time.monotonic() > deadline:
             raise SmokeFailure(f"dockerd did not answer within 60 s: see {log_path}")
         time.sleep(1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_is_free(host: str, port: int) -> bool:
