@@ -100,6 +100,17 @@ def score_completions(
     return torch.cat(scores) if scores else torch.zeros(0)
 
 
+@torch.inference_mode()
+def score_with(
+    reward_dir: str | Path, prompts: list[Prompt], completions: list[str]
+) -> list[float]:
+    """The rewards a saved reward model gives each (prompt, completion) pair."""
+    if not prompts:
+        return []
+    model = load_reward_model(reward_dir, device=pick_device())
+    return score_completions(model, load_tokenizer(reward_dir), prompts, completions).tolist()
+
+
 def kwise_ranking_loss(rewards: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """InstructGPT's loss for a batch of rankings.
 
