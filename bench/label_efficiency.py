@@ -24,6 +24,7 @@ from itertools import combinations
 from pathlib import Path
 
 import torch
+import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -99,6 +100,8 @@ def main() -> None:
     parser.add_argument("--json", help="Write the results here as JSON too.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     prefer = preference(args.preference)
     prompts = prompts_pool()
     random.Random(0).shuffle(prompts)

@@ -1,5 +1,7 @@
 """Labeling rounds: creation, the checked state machine, and assignment slots."""
 
+from collections.abc import Sequence
+
 from django.db import transaction
 from django.db.models import Count, Max, Q
 
@@ -82,7 +84,7 @@ def create_round(
 
 
 @transaction.atomic
-def start_labeling(round_: LabelingRound, first: list[int] = ()) -> int:
+def start_labeling(round_: LabelingRound, first: Sequence[int] = ()) -> int:
     """Open `overlap` slots for every prompt that has its K completions; move to labeling.
 
     Slots are handed out in the order they are made: the prompts in `first` in that order, then
