@@ -85,9 +85,47 @@ def ranked(prompts: list[str], answers: dict, prefer) -> list[tuple[str, list[st
     return [(p, sorted(answers[p], key=lambda t: -prefer(p, t))) for p in prompts]
 
 
+def labels_to_reach(budgets: list[int], means: list[float], target: float) -> float | None:
+    """Labels a curve needs to reach `target`, linear between the budgets measured."""
+    if means[0] >= target:
+        return float(budgets[0])
+    for i in range(1, len(budgets)):
+        (b0, m0), (b1, m1) = (budgets[i - 1], means[i - 1]), (budgets[i], means[i])
+        if m0 < target <= m1:
+            return b0 + (b1 - b0) * (target - m0) / (m1 - m0)
+    return None
+
+
+def summarize(budgets: list[int], curves: dict[str, list[list[float]]]) -> None:
+    """Mean ± sd per budget and mode, and the labels uncertain needs for random's accuracy."""
+    seeds = len(curves["random"])
+    print(f"\nRM held-out accuracy (strict pairs), mean ± sd over {seeds} seeds")
+    print("labeled   random          uncertain")
+    means = {}
+    for mode, runs in curves.items():
+        means[mode] = [statistics.mean(r[i] for r in runs) for i in range(len(budgets))]
+    for i, budget in enumerate(budgets):
+        cells = []
+        for mode, runs in curves.items():
+            sd = statistics.stdev(r[i] for r in runs) if seeds > 1 else 0.0
+            cells.append(f"{means[mode][i]:.3f} ± {sd:.3f}")
+        print(f"{budget:7}   {cells[0]}   {cells[1]}")
+    for i, budget in enumerate(budgets):
+        target = means["random"][i]
+        needed = labels_to_reach(budgets, means["uncertain"], target)
+        if needed is None:
+            print(f"random's {target:.3f} at {budget} labels: uncertain does not reach it")
+        else:
+            change = (needed - budget) / budget
+            print(
+                f"random's {target:.3f} at {budget} labels: uncertain reaches it at about "
+                f"{needed:.0f} ({change:+.0%} labels)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--base", required=True, help="The policy (and the RM's start).")
+    parser.add_argument("--base", help="The policy (and the RM's start).")
     parser.add_argument("--preference", default="file:bench/preferences/on_topic.py")
     parser.add_argument("--budgets", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--start", type=int, default=16, help="Random labels before any choice.")
@@ -98,7 +136,14 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="Write the results here as JSON too.")
+    parser.add_argument("--summarize", help="Only print the summary of a --json file.")
     args = parser.parse_args()
+    if args.summarize:
+        saved = json.loads(Path(args.summarize).read_text())
+        summarize(saved["args"]["budgets"], saved["curves"])
+        return
+    if not args.base:
+        parser.error("--base is required")
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
@@ -121,28 +166,7 @@ def main() -> None:
                 curves[mode].append(
                     run(mode, seed, answers, pool, held_out, args, prefer, Path(tmp))
                 )
-    print(f"\nRM held-out accuracy (strict pairs), mean ± sd over {args.seeds} seeds")
-    print("labeled   random          uncertain")
-    means = {}
-    for i, budget in enumerate(args.budgets):
-        row = {}
-        for mode, runs in curves.items():
-            values = [r[i] for r in runs]
-            sd = statistics.stdev(values) if len(values) > 1 else 0.0
-            row[mode] = (statistics.mean(values), sd)
-        means[budget] = row
-        print(
-            f"{budget:7}   {row['random'][0]:.3f} ± {row['random'][1]:.3f}   "
-            f"{row['uncertain'][0]:.3f} ± {row['uncertain'][1]:.3f}"
-        )
-    # Labels saved: the smallest uncertain budget that reaches random's accuracy at each budget.
-    for budget in args.budgets:
-        target = means[budget]["random"][0]
-        reached = [b for b in args.budgets if means[b]["uncertain"][0] >= target]
-        if reached:
-            print(f"random's accuracy at {budget} labels: uncertain reaches it at {reached[0]}")
-        else:
-            print(f"random's accuracy at {budget} labels: uncertain never reaches it")
+    summarize(args.budgets, curves)
     print(f"total {time.monotonic() - started:.0f} s, {args.threads} thread(s)")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "curves": curves}, indent=1))
