@@ -5,7 +5,14 @@ import json
 import pytest
 from django.urls import reverse
 
-from labelapp.models import Assignment, LabelingRound, PolicyVersion, Prompt, TrainingRun
+from labelapp.models import (
+    Assignment,
+    LabelingRound,
+    PolicyVersion,
+    Prompt,
+    RewardModelVersion,
+    TrainingRun,
+)
 from labelapp.services.assignment import assign_next
 from labelapp.services.ranking import RankingSubmission, submit_ranking
 from labelapp.services.training import claim_run, fail_run, make_current, register_base_policy
@@ -90,7 +97,7 @@ def test_creating_a_round_queues_its_generation_for_the_chosen_labelers(
     Prompt.objects.create(text="Other source", source="theirs", tags=["x"])
     form = {"prompts": 10, "source": "mine", "tag": "x", "k": 3, "overlap": 2}
     form |= {"labelers": [labeler.pk], "max_new_tokens": 16, "temperature": 0.7, "seed": 1}
-    response = admin_client.post(reverse("console:round_new"), form)
+    response = admin_client.post(reverse("console:round_new"), form | {"selection": "random"})
     round_ = LabelingRound.objects.get()
     assert response.url == reverse("console:round", args=[round_.pk])
     assert round_.state == "generating" and (round_.k, round_.overlap) == (3, 2)
@@ -102,6 +109,28 @@ def test_creating_a_round_queues_its_generation_for_the_chosen_labelers(
     assert list(round_.labelers.all()) == [labeler]
     run = TrainingRun.objects.get(round=round_)
     assert run.kind == "generate" and run.config["max_new_tokens"] == 16
+
+
+def test_an_uncertain_round_from_the_console_needs_a_reward_model(admin_client, settings):
+    settings.UNCERTAIN_POOL_FACTOR = 2
+    register_base_policy("/models/base")
+    for i in range(6):
+        Prompt.objects.create(text=f"Question {i}")
+    form = {"prompts": 2, "k": 2, "overlap": 1, "max_new_tokens": 8, "temperature": 0.7}
+    form |= {"seed": 0, "selection": "uncertain"}
+    response = admin_client.post(reverse("console:round_new"), form)
+    assert "needs a reward model" in response.content.decode()
+    assert not LabelingRound.objects.exists()
+    RewardModelVersion.objects.create(number=1, artifact_path="/a/rm")
+    admin_client.post(reverse("console:round_new"), form)
+    round_ = LabelingRound.objects.get()
+    assert (round_.selection, round_.scored_by.number, round_.prompts.count()) == (
+        "uncertain",
+        1,
+        4,
+    )
+    page = admin_client.get(reverse("console:round", args=[round_.pk])).content.decode()
+    assert "Where the reward model is least sure" in page and "Chosen once the answers" in page
 
 
 def test_a_round_for_chosen_labelers_is_not_given_to_others(labeler, other_labeler):
