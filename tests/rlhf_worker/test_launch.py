@@ -8,6 +8,7 @@ import torch
 
 from rlhf_worker.launch import LaunchFailedError, LaunchSettings, launch_training
 from rlhf_worker.training.artifacts import load_causal_lm, load_reward_model
+from rlhf_worker.training.dpo import DPOTrainingConfig, train_dpo
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import RewardConfig, train_reward_model
 from rlhf_worker.training.sft import SFTConfig, sft_model_dir
@@ -158,3 +159,18 @@ def test_sft_in_two_processes_follows_the_one_process_loss_curve(tiny_model_dir,
     # Weighted by answer tokens per process: the global batch's mean token loss, as one process.
     assert launched["losses"] == pytest.approx(alone["losses"], rel=1e-4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
+
+
+def test_dpo_on_transformers_trainer_in_two_processes_follows_one_process(tiny_model_dir, tmp_path):
+    pairs = [(f"Name a colour {i}.", "blue", "I do not know" * (i % 3 + 1)) for i in range(16)]
+    config = DPOTrainingConfig(epochs=1, batch_size=8, learning_rate=5e-3, max_length=64)
+    alone = train_dpo(tiny_model_dir, pairs, tmp_path / "one", config)
+    launched = launch_training(
+        train_dpo, (tiny_model_dir, pairs, tmp_path / "two", config), {}, tmp_path / "work", TWO
+    )
+    assert (alone["processes"], launched["processes"]) == (1, 2)
+    # per_device_batch_size: 4 + 4 make the 8 of one process, the same shuffled examples.
+    assert launched["loss_first"] == pytest.approx(alone["loss_first"], rel=1e-4)
+    assert launched["loss_last"] == pytest.approx(alone["loss_last"], rel=1e-3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
+    load_causal_lm(tmp_path / "two", device=torch.device("cpu"))
