@@ -69,8 +69,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch_command(settings: LaunchSettings, work_dir: Path) -> list[str]:
-    """The `accelerate launch` command line of a step.
+def accelerate_launch(settings: LaunchSettings) -> list[str]:
+    """`accelerate launch` and its options, up to the program it runs.
 
     Without a config file: N processes on this host through accelerate's torchrun-based
     launcher (`--multi_gpu`, which on a host without GPUs runs N CPU processes on gloo;
@@ -81,11 +81,16 @@ def launch_command(settings: LaunchSettings, work_dir: Path) -> list[str]:
     if settings.config_file:
         cmd += ["--config_file", settings.config_file]
     else:
-        cmd += ["--multi_gpu", "--num_processes", str(settings.processes), "--num_machines", "1"]
+        if settings.processes > 1:
+            cmd += ["--multi_gpu", "--main_process_port", str(_free_port())]
+        cmd += ["--num_processes", str(settings.processes), "--num_machines", "1"]
         cmd += ["--mixed_precision", "no", "--dynamo_backend", "no"]
-        cmd += ["--main_process_port", str(_free_port())]
-    cmd += ["--num_cpu_threads_per_process", str(settings.threads_per_process)]
-    return [*cmd, "-m", "rlhf_worker.launch", str(work_dir)]
+    return [*cmd, "--num_cpu_threads_per_process", str(settings.threads_per_process)]
+
+
+def launch_command(settings: LaunchSettings, work_dir: Path) -> list[str]:
+    """The command line of a launched step: every process runs this module on `work_dir`."""
+    return [*accelerate_launch(settings), "-m", "rlhf_worker.launch", str(work_dir)]
 
 
 def _encode(value):

@@ -1,12 +1,13 @@
 """Training steps under `accelerate launch`: 2 processes on gloo follow the 1-process run."""
 
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 import torch
 
-from rlhf_worker.launch import LaunchFailedError, LaunchSettings, launch_training
+from rlhf_worker.launch import LaunchFailedError, LaunchSettings, launch_command, launch_training
 from rlhf_worker.training.artifacts import load_causal_lm, load_reward_model
 from rlhf_worker.training.dpo import DPOTrainingConfig, train_dpo
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
@@ -17,6 +18,7 @@ from tests.rlhf_worker.test_sft import PAIRS
 
 pytestmark = pytest.mark.multiprocess
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "accelerate"
 TWO = LaunchSettings(processes=2, threads_per_process=1)
 # batch_size 5 over 2 processes: shares of 3 and 2 rankings, so the loss weighting is exercised.
 REWARD = RewardConfig(epochs=2, batch_size=5, learning_rate=1e-3, eval_fraction=0.15)
@@ -174,3 +176,17 @@ def test_dpo_on_transformers_trainer_in_two_processes_follows_one_process(tiny_m
     assert launched["loss_last"] == pytest.approx(alone["loss_last"], rel=1e-3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
     load_causal_lm(tmp_path / "two", device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize(
+    "name", ["deepspeed-zero2", "deepspeed-zero3", "fsdp", "two-hosts-deepspeed"]
+)
+def test_the_documented_accelerate_configs_are_ones_accelerate_reads(name, tmp_path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = DOCS / f"{name}.yaml"
+    config = load_config_from_file(str(path))
+    assert config.distributed_type in ("DEEPSPEED", "FSDP") and config.num_processes >= 8
+    command = launch_command(LaunchSettings(config_file=str(path)), tmp_path)
+    assert command[command.index("--config_file") + 1] == str(path)
+    assert command[-3:] == ["-m", "rlhf_worker.launch", str(tmp_path)]
