@@ -158,8 +158,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         model = tiny_model(Path(tmp) / "tiny") if args.model == "tiny" else Path(args.model)
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-              f"GPUs: {torch.cuda.device_count()}; torch {torch.__version__}")  # fmt: skip
+              f"GPUs: {torch.cuda.device_count()}; torch {torch.__version__}; "
+              f"load average before: {load}")  # fmt: skip
         print(f"model: {args.model}; global batch {args.batch_size} rankings x K={args.k}, "
               f"max_length {args.max_length}, {args.threads} thread(s) per process, "
               f"top_layers {args.top_layers}, {args.steps} timed steps")  # fmt: skip
