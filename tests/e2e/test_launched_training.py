@@ -71,3 +71,29 @@ def test_killing_the_launched_processes_fails_the_step_and_makes_no_version(
     _, alive = psutil.wait_procs(trainers, timeout=10)
     assert alive == []
     assert worker.is_running()  # the worker itself carries on
+
+
+def test_a_worker_killed_during_a_launched_step_takes_its_processes_and_the_step_is_retried(
+    launching_workers, live_server
+):
+    first = launching_workers.start()
+    worker = psutil.Process(first.pid)
+    round1 = labeled_first_round(launching_workers, live_server)
+    # Long enough to be killed in the middle, short enough to train again after the crash.
+    train(round1, {"method": "ppo", **PPO, "reward": {"epochs": 30, "batch_size": 1}})
+
+    def reward_under_way():
+        run = TrainingRun.objects.filter(kind="reward", status="running", progress__gt=0).first()
+        return run and _launched(worker)
+
+    launched = wait_for(reward_under_way, 180, "reward training under way", launching_workers)
+    orphans = [launched, *launched.children(recursive=True)]
+    launching_workers.kill(first)  # SIGKILL: no finally runs in the worker
+    _, alive = psutil.wait_procs(orphans, timeout=15)
+    assert alive == []  # the launcher died with the worker, the trainers with the launcher
+
+    launching_workers.start()
+    wait_for(lambda: labeling(2), 600, "round 2 after the crash", launching_workers)
+    run = TrainingRun.objects.get(kind="reward")
+    assert run.status == "succeeded" and run.attempts == 2
+    assert PolicyVersion.objects.count() == 2 and RewardModelVersion.objects.count() == 1
