@@ -111,6 +111,22 @@ def test_an_interrupted_worker_stops_the_launched_processes(tiny_model_dir, tmp_
     assert time.monotonic() - started < 30
 
 
+def test_a_launched_step_past_its_timeout_is_stopped(tiny_model_dir, tmp_path):
+    settings = LaunchSettings(processes=2, timeout=2)
+    launched: list[psutil.Process] = []
+    with pytest.raises(TimeoutError, match="ran over 2 s"):
+        launch_training(
+            train_reward_model,
+            (tiny_model_dir, preference_data(20), tmp_path / "rm", RewardConfig(epochs=200)),
+            {},
+            tmp_path / "work",
+            settings,
+            heartbeat=lambda fraction: launched.extend(_children_of_this_process()),
+        )
+    assert launched and _all_gone(launched)
+    assert not (tmp_path / "rm").exists()
+
+
 def test_a_launched_step_runs_only_training_functions(tmp_path):
     with pytest.raises(ValueError, match="not a training function"):
         launch_training(print, (), {}, tmp_path / "work", TWO)
