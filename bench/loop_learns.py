@@ -9,6 +9,12 @@ to v1 is estimated on its own answers. The ML is the worker's own (rlhf_worker.t
 web/worker plumbing is left out. The guards against reward hacking can be switched off one by
 one (--anchor-kl 0, --no-normalize, --eos-penalty 0) to measure what each does.
 
+After each round the product's audit runs too (labelapp.services.selection): the new version
+answers the round's prompts, the reward model scores its answers and the old version's, the
+--audit answers it likes most are paired with the old version's, and a simulated auditor with
+the same hidden preference judges each pair. Printed: how often the auditor agrees with the
+reward model's order, beside the reward model's held-out accuracy.
+
     .venv/bin/python bench/loop_learns.py --base artifacts/smollm2-135m-instruct \
         --preference word:water [--rounds 3] [--prompts 64] [--threads 2]
 """
@@ -24,6 +30,7 @@ from pathlib import Path
 import torch
 
 from labelapp.management.simulation import preference
+from labelapp.services.selection import Answer, agreement_with_rewards, audit_pairs
 from rlhf_worker.training.artifacts import load_causal_lm, load_reward_model, load_tokenizer
 from rlhf_worker.training.format import encode_prompt
 from rlhf_worker.training.generate import SamplingConfig, generate_completions
@@ -32,6 +39,7 @@ from rlhf_worker.training.reward import (
     RewardConfig,
     is_held_out,
     score_completions,
+    score_with,
     train_reward_model,
 )
 
@@ -92,6 +100,36 @@ def strict_pair_accuracy(
     return (correct / pairs if pairs else float("nan")), pairs
 
 
+def audit_version(
+    version: Path, rm_dir: Path, prompts: list[str], old_samples, sampling, prefer, args
+) -> dict:
+    """The product's audit of a new version, judged by a simulated auditor (module doc)."""
+    new_samples = generate_completions(version, prompts, sampling)
+    new, old = [], []
+    for i, (new_out, old_out) in enumerate(zip(new_samples, old_samples, strict=True)):
+        new += [(i, s["text"]) for s in new_out]
+        old += [(i, s["text"]) for s in old_out]
+    both = new + old
+    rewards = score_with(rm_dir, [prompts[i] for i, _ in both], [t for _, t in both])
+    answers = [Answer(n, i, t, r) for n, ((i, t), r) in enumerate(zip(both, rewards, strict=True))]
+    pairs = audit_pairs(answers[: len(new)], answers[len(new) :], args.audit)
+    rng = random.Random(0)
+    judged, by_id = [], {a.id: a for a in answers}
+    for pair in pairs:
+        a, b = pair.new, pair.old
+        sa, sb = prefer(prompts[a.prompt_id], a.text), prefer(prompts[b.prompt_id], b.text)
+        better = a if sa > sb or (sa == sb and rng.random() < 0.5) else b
+        judged.append((better.id, (b if better is a else a).id))
+    rewards_of = {pk: answer.reward for pk, answer in by_id.items()}
+    return {
+        "audit_pairs": len(pairs),
+        "audit_agreement": agreement_with_rewards(judged, rewards_of),
+        "audit_new_preferred": sum(by_id[w].id < len(new) for w, _ in judged) / len(judged),
+        "audit_new_chars": sum(len(p.new.text) for p in pairs) / len(pairs),
+        "audit_old_chars": sum(len(p.old.text) for p in pairs) / len(pairs),
+    }
+
+
 def kl_to_first(versions: list[Path], prompts: list[str], answers: list[list[list[dict]]]):
     """KL(v_i || v1) per version, estimated on v_i's own samples: mean log p_i(y) - log p_1(y)."""
     kls = []
@@ -121,6 +159,7 @@ def main() -> None:
     parser.add_argument("--no-normalize", action="store_true", help="Raw reward-model scores.")
     parser.add_argument("--eos-penalty", type=float, default=PPOConfig.missing_eos_penalty)
     parser.add_argument("--length-penalty", type=float, default=PPOConfig.length_penalty)
+    parser.add_argument("--audit", type=int, default=8, help="Answers audited per version.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="Write the results here as JSON too.")
     args = parser.parse_args()
@@ -167,6 +206,9 @@ def main() -> None:
             )
             versions.append(Path(tmp) / f"v{number + 1}")
             strict = strict_pair_accuracy(Path(tmp) / f"rm{number}", rankings, prefer, rm_config)
+            audit = audit_version(
+                versions[-1], Path(tmp) / f"rm{number}", prompts, samples, sampling, prefer, args
+            )
             rounds.append(
                 {
                     "rm_eval_accuracy": rm["eval_accuracy"],
@@ -175,6 +217,7 @@ def main() -> None:
                     "rm_strict_pairs": strict[1],
                     "ppo_first_mean_reward": ppo["first_mean_reward"],
                     "ppo_last_mean_reward": ppo["last_mean_reward"],
+                    **audit,
                     "seconds": round(time.monotonic() - started),
                 }
             )
@@ -184,6 +227,13 @@ def main() -> None:
                 f"strictly: {strict[0]:.3f}), "
                 f"PPO reward {ppo['first_mean_reward']:.2f} -> {ppo['last_mean_reward']:.2f}, "
                 f"KL {ppo['final_kl']:.2f}, {time.monotonic() - started:.0f} s",
+                flush=True,
+            )
+            print(
+                f"  audit of v{number + 1}: the auditor agrees with the RM on "
+                f"{audit['audit_agreement']:.2f} of {audit['audit_pairs']} top answers and "
+                f"prefers the new answer on {audit['audit_new_preferred']:.2f}; audited answers "
+                f"{audit['audit_new_chars']:.0f} chars (the old {audit['audit_old_chars']:.0f})",
                 flush=True,
             )
         greedy = SamplingConfig(k=1, temperature=0.0, max_new_tokens=args.max_new_tokens)

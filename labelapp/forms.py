@@ -104,6 +104,16 @@ class RoundForm(forms.Form):
     labelers = forms.ModelMultipleChoiceField(
         queryset=None, required=False, help_text="Nobody chosen: every labeler."
     )
+    selection = forms.ChoiceField(
+        choices=[
+            ("random", "Random prompts"),
+            ("uncertain", "Where the reward model is least sure"),
+        ],
+        initial="random",
+        help_text=f"Least sure: {settings.UNCERTAIN_POOL_FACTOR}× as many prompts are answered, "
+        "the newest reward model scores the answers, and the round keeps the prompts whose "
+        "answers it separates least, those first. Needs a trained reward model.",
+    )
     max_new_tokens = forms.IntegerField(
         min_value=1,
         max_value=2048,

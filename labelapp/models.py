@@ -94,6 +94,11 @@ class LabelingRound(models.Model):
         DONE = "done"
         FAILED = "failed"
 
+    class Selection(models.TextChoices):
+        RANDOM = "random", "random prompts"
+        UNCERTAIN = "uncertain", "prompts the reward model separates least"
+        AUDIT = "audit", "a new version's top-reward answers against its parent's"
+
     number = models.PositiveIntegerField(unique=True)
     # Change only through labelapp.services.rounds.transition(), which checks the move.
     state = models.CharField(max_length=20, choices=State.choices, default=State.DRAFT)
@@ -121,6 +126,28 @@ class LabelingRound(models.Model):
         related_name="next_round",
         help_text="The round whose training wrote this one (unique: one next round each).",
     )
+    selection = models.CharField(
+        max_length=20,
+        choices=Selection.choices,
+        default=Selection.RANDOM,
+        help_text="How the round's prompts and answers were chosen.",
+    )
+    scored_by = models.ForeignKey(
+        RewardModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The reward model that scored the round's answers (Completion.reward).",
+    )
+    audit_of = models.OneToOneField(
+        PolicyVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="audit_round",
+        help_text="The version whose top-reward answers this round checks (one audit each).",
+    )
     config = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -140,6 +167,9 @@ class Completion(models.Model):
         max_length=100, blank=True, help_text="For imported answers: the external source's name."
     )
     sampling_params = models.JSONField(default=dict, blank=True)
+    reward = models.FloatField(
+        null=True, blank=True, help_text="The score its round's reward model (scored_by) gave it."
+    )
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

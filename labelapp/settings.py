@@ -271,6 +271,17 @@ ACCELERATE_CONFIG = os.environ.get("ACCELERATE_CONFIG", "")
 TRAINING_STEP_TIMEOUT = envint("TRAINING_STEP_TIMEOUT", 0)
 # transformers, or vllm on a GPU host that has it (falls back to transformers elsewhere).
 GENERATION_ENGINE = os.environ.get("GENERATION_ENGINE", "transformers")
+# Uncertain rounds: how many times the round's size in prompts are answered and scored.
+UNCERTAIN_POOL_FACTOR = envint("UNCERTAIN_POOL_FACTOR", 3)
+# After each policy update, this many of the new version's answers its reward model likes most
+# are ranked against its parent's in an audit round (0: no audits).
+AUDIT_ANSWERS = envint("AUDIT_ANSWERS", 8)
+# A version whose audit agrees with its reward model on fewer than this share of answers
+# (percent) is flagged in the console.
+AUDIT_MIN_AGREEMENT = envint("AUDIT_MIN_AGREEMENT_PERCENT", 60) / 100
+# 1: a new version is not made current when it is trained; an admin makes it current (console,
+# after its audit). 0 (default): it is current at once, as before; the audit only flags.
+AUDIT_GATE = envbool("AUDIT_GATE", False)
 
 # Labeling.
 ASSIGNMENT_RESERVATION_SECONDS = envint("ASSIGNMENT_RESERVATION_SECONDS", 30 * 60)

@@ -28,7 +28,7 @@ from rlhf_worker.training.format import Message, as_messages, dialogue_turns
 from rlhf_worker.training.generate import SamplingConfig, sample_completions
 from rlhf_worker.training.online import OnlineRLConfig, train_online
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
-from rlhf_worker.training.reward import RewardConfig, train_reward_model
+from rlhf_worker.training.reward import RewardConfig, score_with, train_reward_model
 from rlhf_worker.training.sft import SFTConfig, sft_model_dir
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,12 @@ def dpo_step(run: Run) -> dict:
 
 
 def generate_step(run: Run) -> dict:
-    """Sample K completions per prompt of the round from its policy version."""
+    """Sample K completions per prompt of the round from its policy version.
+
+    A scored round (uncertain, or written by a new version) has its answers scored by its
+    reward model; a new version's round has its parent's answers from the round before scored
+    too, for the audit (AUDIT_ANSWERS).
+    """
     round_ = run.round
     prompts = list(round_.prompts.order_by("id").values_list("id", "text"))
     config = config_from(
@@ -194,12 +199,38 @@ def generate_step(run: Run) -> dict:
         policy_dir(round_.policy_version),
         [conversation(text) for _, text in prompts],
         config,
-        on_batch=lambda done, total: _report(run, done / total),
+        on_batch=lambda done, total: _report(run, done / total * 0.9),
     )
-    return {  # stored by complete_run, in the transaction that opens the round for labeling
+    result = {  # stored by complete_run, in the transaction that opens the round for labeling
         "completions": list(zip((pid for pid, _ in prompts), generation.completions, strict=True)),
         "metrics": {"prompts": len(prompts), **generation.metrics},
     }
+    if round_.scored_by is not None:
+        audit = round_.follows_round is not None and settings.AUDIT_ANSWERS > 0
+        previous = _parents_answers(round_) if audit else []
+        samples = [(pid, sample) for pid, batch in result["completions"] for sample in batch]
+        texts = dict(prompts)
+        rewards = score_with(
+            round_.scored_by.artifact_path,
+            [conversation(texts[pid]) for pid, _ in samples]
+            + [conversation(prompt) for _, prompt, _ in previous],
+            [sample["text"] for _, sample in samples] + [text for _, _, text in previous],
+        )
+        for (_, sample), reward in zip(samples, rewards, strict=False):
+            sample["reward"] = reward
+        if audit:
+            scored = zip(previous, rewards[len(samples) :], strict=True)
+            result["previous_rewards"] = [(pk, reward) for (pk, _, _), reward in scored]
+    return result
+
+
+def _parents_answers(round_) -> list[tuple[int, str, str]]:
+    """(id, prompt, text) of the answers to this round's prompts in the round before."""
+    return list(
+        round_.follows_round.completions.filter(prompt__in=round_.prompts.all())
+        .order_by("id")
+        .values_list("id", "prompt__text", "text")
+    )
 
 
 def compare_step(run: Run) -> dict:

@@ -5,6 +5,10 @@ from datetime import datetime
 from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict, StrictInt
 
+from rlhf_worker.training.configs import SamplingConfig
+
+SAMPLING = SamplingConfig()
+
 
 class PromptOut(Schema):
     id: int
@@ -82,6 +86,49 @@ class RoundOut(Schema):
     counts: dict[str, int]
     progress: float
     agreement: float | None = Field(None, description="Pairwise agreement on overlapped prompts.")
+    selection: str = Field("random", description="random, uncertain or audit.")
+    scored_by: int | None = Field(None, description="The reward model that scored its answers.")
+    audit_of: int | None = Field(None, description="The policy version an audit round checks.")
+
+
+class RoundIn(Schema):
+    """A round drawn from the prompt pool and written by the current policy."""
+
+    prompts: int = Field(64, ge=1, le=10_000, description="How many prompts.")
+    k: int = Field(4, ge=2, le=8, description="Answers per prompt.")
+    overlap: int = Field(1, ge=1, le=10, description="Labelers per prompt.")
+    source: str = Field("", max_length=100, description="Only prompts from this source.")
+    tag: str = Field("", max_length=100, description="Only prompts with this tag.")
+    selection: str = Field(
+        "random",
+        description="random, or uncertain: the prompts whose answers the newest reward model "
+        "separates least, out of UNCERTAIN_POOL_FACTOR times as many.",
+    )
+    max_new_tokens: int = Field(SAMPLING.max_new_tokens, ge=1, le=2048)
+    temperature: float = Field(SAMPLING.temperature, ge=0.0, le=2.0)
+    seed: int = Field(0, ge=0, description="Which prompts, and the sampling.")
+
+
+class AuditOut(Schema):
+    round: int
+    pairs: int
+    ranked: int
+    agreement: float | None = Field(
+        None, description="Share of audit rankings that agree with the reward model's order."
+    )
+    new_preferred: float | None = Field(None, description="Share preferring the new version.")
+    rm_accuracy: float | None = Field(None, description="The reward model's held-out accuracy.")
+    flagged: bool = Field(..., description="Agreement below AUDIT_MIN_AGREEMENT.")
+
+
+class PolicyVersionOut(Schema):
+    number: int
+    parent: int | None
+    method: str
+    is_current: bool
+    metrics: dict
+    created_at: datetime
+    audit: AuditOut | None
 
 
 class TrainIn(BaseModel):
@@ -98,7 +145,7 @@ class TrainOut(Schema):
 
 class TrainingRunOut(Schema):
     id: int
-    round: int
+    round: int | None
     kind: str
     status: str
     progress: float

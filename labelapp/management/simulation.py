@@ -41,7 +41,8 @@ def preference(name: str) -> Preference:
 
 @dataclass
 class SimulationReport:
-    submitted: int = 0
+    submitted: int = 0  # rankings of the round asked for
+    audited: int = 0  # rankings of audit rounds, which are handed out before other work
     other_round: int = 0
     errors: int = 0
 
@@ -72,7 +73,15 @@ def rank_by(prefer: Preference, task: dict, rng: random.Random) -> list[str]:
 def simulate(
     base_url: str, tokens: list[str], round_number: int, prefer: Preference, seed: int = 0
 ) -> SimulationReport:
-    """Each labeler asks for work and ranks it until the round has none left for them."""
+    """Each labeler asks for work and ranks it until the round has none left for them; the
+    audit tasks they are given on the way are ranked by the same preference, as a person would."""
+    from labelapp.models import LabelingRound  # Django: only when simulating
+
+    audits = set(
+        LabelingRound.objects.filter(selection=LabelingRound.Selection.AUDIT).values_list(
+            "number", flat=True
+        )
+    )
     rng = random.Random(seed)  # noqa: S311 (tie-breaking, not security)
     report = SimulationReport()
     active = list(tokens)
@@ -82,15 +91,17 @@ def simulate(
             if status == 204 or task is None:
                 active.remove(token)
                 continue
-            if task["round"] != round_number:
+            if task["round"] != round_number and task["round"] not in audits:
                 report.other_round += 1
                 active.remove(token)
                 continue
             body = {"ranking": rank_by(prefer, task, rng), "time_spent_ms": 1000}
             url = f"{base_url}/api/v1/assignments/{task['assignment_id']}/ranking"
             status, _ = _call(url, token, body)
-            if status in (200, 201):
+            if status in (200, 201) and task["round"] == round_number:
                 report.submitted += 1
+            elif status in (200, 201):
+                report.audited += 1
             else:
                 report.errors += 1
                 active.remove(token)

@@ -42,7 +42,8 @@ _ACTIVE = f"""
       AND r.state = 'labeling'
     ORDER BY a.reserved_at, a.id
     LIMIT 1"""  # noqa: S608 (a constant list of columns)
-# A round with chosen labelers is only for them; one with none chosen is for everyone.
+# A round with chosen labelers is only for them; one with none chosen is for everyone. Audit
+# rounds (a few tasks that check a new version) are handed out before the others.
 _ROUNDS = """
     SELECT r.id, r.number, r.k FROM labelapp_labelinground r
     WHERE r.state = 'labeling' AND (
@@ -50,7 +51,7 @@ _ROUNDS = """
                     WHERE c.labelinground_id = r.id)
         OR EXISTS (SELECT 1 FROM labelapp_labelinground_labelers c
                    WHERE c.labelinground_id = r.id AND c.user_id = %s))
-    ORDER BY r.number"""
+    ORDER BY r.selection = 'audit' DESC, r.number"""
 # The round's first slot `labeler` may take, row-locked as it is read (skipping rows another
 # transaction holds): one whose prompt they hold no other row of (a slot of their own is one
 # whose reservation ran out). Ordered by id alone, so the partial index assignment_free_slots

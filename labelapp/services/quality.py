@@ -1,4 +1,5 @@
-"""Labeling quality for the admins' console: per-labeler stats, position bias, flagged answers.
+"""Labeling quality for the admins' console: per-labeler stats, position bias, flagged answers,
+and what audits said of each policy version.
 
 Every function reads a fixed handful of queries, however many labelers or rankings a round has.
 """
@@ -6,11 +7,13 @@ Every function reads a fixed handful of queries, however many labelers or rankin
 from collections import Counter, defaultdict
 from statistics import median
 
+from django.conf import settings
 from django.db.models import Count, Q
 from django.utils.text import Truncator
 
 from labelapp.models import LABELS, Assignment, Completion, LabelingRound, Ranking
 from labelapp.services.agreement import agreement_summary, majority_agreement
+from labelapp.services.selection import agreement_with_rewards
 
 PROMPT_PREVIEW_CHARS = 120
 FLAGGED_LIMIT = 100
@@ -174,3 +177,54 @@ def round_quality(round_: LabelingRound) -> dict:
         "position_bias": position_bias(round_),
         "flagged": flagged_completions(round_),
     }
+
+
+def audit_results(versions: list) -> dict[int, dict]:
+    """Per policy version (id) that has an audit round: what humans said of the answers its
+    reward model liked most.
+
+    `agreement` is the share of audit rankings where the answer humans preferred is the one the
+    reward model scored higher (its precision on its own top answers; a reward tie counts half),
+    `new_preferred` the share where they preferred the new version's answer; `rm_accuracy` is the
+    reward model's own held-out accuracy, for comparison. `flagged` when the agreement is below
+    AUDIT_MIN_AGREEMENT. Three queries, however many versions.
+    """
+    rounds = {
+        r.audit_of_id: r
+        for r in LabelingRound.objects.filter(audit_of__in=versions).select_related(
+            "scored_by", "audit_of"
+        )
+    }
+    rankings = defaultdict(list)
+    for round_id, order in Ranking.objects.filter(
+        assignment__round__in=rounds.values()
+    ).values_list("assignment__round", "order"):
+        rankings[round_id].append(order)
+    completions = {
+        c.pk: c
+        for c in Completion.objects.filter(round__in=rounds.values()).only(
+            "id", "reward", "policy_version_id"
+        )
+    }
+    rewards = {pk: c.reward for pk, c in completions.items()}
+    results = {}
+    for version_id, round_ in rounds.items():
+        judged = [(order[0], order[1]) for order in rankings[round_.pk]]
+        agreement = agreement_with_rewards(judged, rewards) if judged else None
+        new_preferred = (
+            sum(completions[a].policy_version_id == version_id for a, _ in judged) / len(judged)
+            if judged
+            else None
+        )
+        rm = round_.scored_by
+        results[version_id] = {
+            "round": round_,
+            "pairs": len(round_.config.get("audit", [])),
+            "ranked": len(judged),
+            "agreement": agreement,
+            "new_preferred": new_preferred,
+            "rm_accuracy": rm.metrics.get("eval_accuracy") if rm else None,
+            "threshold": settings.AUDIT_MIN_AGREEMENT,
+            "flagged": agreement is not None and agreement < settings.AUDIT_MIN_AGREEMENT,
+        }
+    return results

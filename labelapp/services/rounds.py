@@ -1,5 +1,7 @@
 """Labeling rounds: creation, the checked state machine, and assignment slots."""
 
+from collections.abc import Sequence
+
 from django.db import transaction
 from django.db.models import Count, Max, Q
 
@@ -64,8 +66,10 @@ def create_round(
     policy_version: PolicyVersion | None = None,
     config: dict | None = None,
     follows_round: LabelingRound | None = None,
+    **fields,
 ) -> LabelingRound:
-    """A new draft round over `prompts` (the next round of `follows_round`, when given)."""
+    """A new draft round over `prompts` (the next round of `follows_round`, when given);
+    `fields` are other LabelingRound columns (selection, scored_by, audit_of)."""
     round_ = LabelingRound.objects.create(
         number=next_round_number(),
         k=k,
@@ -73,16 +77,19 @@ def create_round(
         policy_version=policy_version,
         config=config or {},
         follows_round=follows_round,
+        **fields,
     )
     round_.prompts.set(prompts)
     return round_
 
 
 @transaction.atomic
-def start_labeling(round_: LabelingRound) -> int:
+def start_labeling(round_: LabelingRound, first: Sequence[int] = ()) -> int:
     """Open `overlap` slots for every prompt that has its K completions; move to labeling.
 
-    Idempotent: prompts that already have slots get none more. Returns the slots created.
+    Slots are handed out in the order they are made: the prompts in `first` in that order, then
+    the others by id. Idempotent: prompts that already have slots get none more. Returns the
+    slots created.
     """
     ready = (
         Completion.objects.filter(round=round_)
@@ -94,9 +101,11 @@ def start_labeling(round_: LabelingRound) -> int:
     have_slots = set(
         Assignment.objects.filter(round=round_).values_list("prompt_id", flat=True).distinct()
     )
+    todo = set(ready) - have_slots
+    rank = {prompt_id: i for i, prompt_id in enumerate(first)}
     slots = [
         Assignment(round=round_, prompt_id=prompt_id)
-        for prompt_id in sorted(set(ready) - have_slots)
+        for prompt_id in sorted(todo, key=lambda pk: (rank.get(pk, len(rank)), pk))
         for _ in range(round_.overlap)
     ]
     Assignment.objects.bulk_create(slots)

@@ -32,12 +32,14 @@ from labelapp.queue import enqueue_on_commit
 from labelapp.services.errors import Conflict, InvalidInput
 from labelapp.services.hyperparameters import check_hyperparameters
 from labelapp.services.rounds import create_round, start_labeling, transition
+from labelapp.services.selection import Answer, audit_pairs, least_separated
 
 METHODS = ("ppo", "rloo", "grpo", "dpo")
 STEP_TASK = "rlhf_worker.tasks.run_step"
 Kind = TrainingRun.Kind
 Status = TrainingRun.Status
 State = LabelingRound.State
+Selection = LabelingRound.Selection
 
 
 def _enqueue(run: TrainingRun) -> TrainingRun:
@@ -85,6 +87,11 @@ def start_training(
     check_hyperparameters(method, hyperparameters)
     if round_.state != State.LABELING:
         raise Conflict(f"round {round_.number} is {round_.state}; only a labeling round can train")
+    if round_.selection == Selection.AUDIT:
+        raise Conflict(
+            f"round {round_.number} audits v{round_.audit_of.number} and is not trained; its "
+            "rankings join the training data of the next round that is"
+        )
     if not round_.assignments.filter(ranking__isnull=False).exists():
         raise Conflict(f"round {round_.number} has no rankings to train on")
     transition(round_, State.TRAINING)
@@ -103,12 +110,27 @@ def create_round_from_pool(
     source: str = "",
     tag: str = "",
     labelers: Iterable[AbstractBaseUser] = (),
+    selection: str = Selection.RANDOM,
 ) -> LabelingRound:
     """A round of up to `prompts` prompts drawn (seeded) from those not held out, of a source or
-    tag when given, written by the current policy: its generation is queued."""
+    tag when given, written by the current policy: its generation is queued.
+
+    selection `uncertain`: UNCERTAIN_POOL_FACTOR times as many prompts are drawn and answered,
+    the newest reward model scores the answers, and the round keeps the `prompts` it separates
+    least (selection.least_separated), handed out least separated first.
+    """
+    if selection not in (Selection.RANDOM, Selection.UNCERTAIN):
+        raise InvalidInput("selection must be random or uncertain")
     policy = PolicyVersion.objects.filter(is_current=True).first()
     if policy is None:
         raise Conflict("there is no current policy: run `manage.py bootstrap_model` first")
+    scorer = None
+    drawn = prompts
+    if selection == Selection.UNCERTAIN:
+        scorer = RewardModelVersion.objects.order_by("-number").first()
+        if scorer is None:
+            raise Conflict("uncertain selection needs a reward model: train a round first")
+        drawn = prompts * settings.UNCERTAIN_POOL_FACTOR
     pool = Prompt.objects.filter(held_out=False)
     if source:
         pool = pool.filter(source=source)
@@ -117,13 +139,18 @@ def create_round_from_pool(
         ids = [pk for pk, tags in pool.values_list("id", "tags") if tag in (tags or [])]
     if not ids:
         raise InvalidInput("no prompts match")
-    chosen = random.Random(seed).sample(ids, min(prompts, len(ids)))  # noqa: S311 (not security)
+    chosen = random.Random(seed).sample(ids, min(drawn, len(ids)))  # noqa: S311 (not security)
+    config = {"sampling": sampling}
+    if scorer is not None:
+        config["selection"] = {"pool": sorted(chosen), "size": prompts}
     round_ = create_round(
         list(Prompt.objects.filter(id__in=chosen)),
         k=k,
         overlap=overlap,
         policy_version=policy,
-        config={"sampling": sampling},
+        config=config,
+        selection=selection,
+        scored_by=scorer,
     )
     round_.labelers.set(labelers)
     start_generation(round_, sampling)
@@ -238,8 +265,10 @@ def _method_from_sft(run: TrainingRun) -> dict:
 
 
 def _publish_policy(run: TrainingRun, result: dict) -> dict:
-    """The new policy version becomes current; the trained round is done and the next one,
-    over the same prompts, is opened for the new version to write."""
+    """The new policy version becomes current (unless AUDIT_GATE holds it for the admin); the
+    trained round is done and the next one, over the same prompts (an uncertain round: the
+    same pool, chosen again), is opened for the new version to write. Its answers are scored by
+    the reward model this step trained against, for the audit and the uncertain choice."""
     round_ = run.round
     parent = round_.policy_version or PolicyVersion.objects.filter(is_current=True).first()
     version, _ = PolicyVersion.objects.get_or_create(
@@ -252,18 +281,27 @@ def _publish_policy(run: TrainingRun, result: dict) -> dict:
             "metrics": result.get("metrics", {}),
         },
     )
-    make_current(version)
+    if not settings.AUDIT_GATE:
+        make_current(version)
     if round_.state == State.TRAINING:
         transition(round_, State.DONE)
     if not LabelingRound.objects.filter(follows_round=round_).exists():
-        sampling = round_.config.get("sampling")
+        config = {"sampling": round_.config["sampling"]} if "sampling" in round_.config else {}
+        uncertain = round_.selection == Selection.UNCERTAIN
+        prompts = round_.prompts.all()
+        if uncertain:
+            pool, size = round_.config["selection"]["pool"], round_.config["selection"]["size"]
+            config["selection"] = {"pool": pool, "size": size}
+            prompts = Prompt.objects.filter(id__in=pool)
         following = create_round(
-            list(round_.prompts.all()),
+            list(prompts),
             k=round_.k,
             overlap=round_.overlap,
             policy_version=version,
-            config={"sampling": sampling} if sampling else {},
+            config=config,
             follows_round=round_,
+            selection=round_.selection,
+            scored_by=run.reward_model if uncertain or settings.AUDIT_ANSWERS else None,
         )
         transition(following, State.GENERATING)
     return {"policy_version": version.number}
@@ -278,12 +316,30 @@ def _generate_next_round(run: TrainingRun) -> dict:
     }
 
 
+def _choose_uncertain(round_: LabelingRound, completions: list) -> list:
+    """An uncertain round keeps the prompts whose answers its reward model separates least
+    (least first), and records every candidate's gap in its config."""
+    answers = {pid: [(s["text"], s["reward"]) for s in samples] for pid, samples in completions}
+    size = round_.config["selection"]["size"]
+    gaps = least_separated(answers, len(answers))
+    round_.config["selection"]["gaps"] = {str(pid): gap for pid, gap in gaps}
+    round_.config["selection"]["chosen"] = [pid for pid, _ in gaps[:size]]
+    round_.save(update_fields=["config"])
+    round_.prompts.set(round_.config["selection"]["chosen"])
+    samples_of = dict(completions)
+    return [(pid, samples_of[pid]) for pid, _ in gaps[:size]]
+
+
 def _save_completions(run: TrainingRun, result: dict) -> dict:
-    """Store the generated completions (once: a re-delivered step finds them) and open the
-    round for labeling."""
+    """Store the generated completions, with their rewards when the round is scored (once: a
+    re-delivered step finds them), open the round for labeling and, for a round written by a
+    new version, its audit round."""
     round_ = run.round
     stored = Completion.objects.filter(round=round_).count()
     if not stored:
+        completions = result["completions"]
+        if round_.selection == Selection.UNCERTAIN:
+            completions = _choose_uncertain(round_, completions)
         rows = [
             Completion(
                 prompt_id=prompt_id,
@@ -292,15 +348,67 @@ def _save_completions(run: TrainingRun, result: dict) -> dict:
                 text=sample["text"].replace("\x00", ""),
                 policy_version=round_.policy_version,
                 sampling_params=sample.get("sampling", {}),
+                reward=sample.get("reward"),
                 prompt_tokens=sample.get("prompt_tokens"),
                 completion_tokens=sample.get("completion_tokens"),
             )
-            for prompt_id, samples in result["completions"]
+            for prompt_id, samples in completions
             for sample in samples
         ]
         stored = len(Completion.objects.bulk_create(rows))
-    start_labeling(round_)
-    return {"completions": stored}
+    start_labeling(round_, first=round_.config.get("selection", {}).get("chosen", []))
+    metrics = {"completions": stored}
+    if result.get("previous_rewards") is not None:
+        audit = _open_audit(round_, dict(result["previous_rewards"]))
+        metrics["audit_round"] = audit.number if audit else None
+    return metrics
+
+
+def _open_audit(round_: LabelingRound, previous_rewards: dict[int, float]) -> LabelingRound | None:
+    """The audit of the version that wrote `round_`: its AUDIT_ANSWERS answers the reward model
+    likes most (selection.audit_pairs), each against its parent's answer to the same prompt
+    (`previous_rewards` scores the parent's answers, from the round before, by the same
+    reward model). K=2, handed out before other rounds. Once per version."""
+    version = round_.policy_version
+    existing = LabelingRound.objects.filter(audit_of=version).first()
+    if existing is not None:
+        return existing
+
+    def answers(rows) -> list[Answer]:
+        return [Answer(c.pk, c.prompt_id, c.text, reward) for c, reward in rows]
+
+    new = answers((c, c.reward) for c in round_.completions.exclude(reward=None))
+    parents = Completion.objects.filter(pk__in=previous_rewards)
+    old = answers((c, previous_rewards[c.pk]) for c in parents)
+    pairs = audit_pairs(new, old, settings.AUDIT_ANSWERS)
+    if not pairs:
+        return None
+    audit = create_round(
+        list(Prompt.objects.filter(pk__in=[pair.new.prompt_id for pair in pairs])),
+        k=2,
+        overlap=round_.overlap,
+        policy_version=version,
+        config={"audit": [{"prompt": p.new.prompt_id, "reason": p.reason} for p in pairs]},
+        selection=Selection.AUDIT,
+        scored_by=round_.scored_by,
+        audit_of=version,
+    )
+    audit.labelers.set(round_.labelers.all())
+    originals = Completion.objects.in_bulk([a.id for pair in pairs for a in (pair.new, pair.old)])
+    Completion.objects.bulk_create(
+        Completion(
+            prompt_id=answer.prompt_id,
+            round=audit,
+            text=answer.text,
+            policy_version=originals[answer.id].policy_version,
+            source=originals[answer.id].source,
+            reward=answer.reward,
+        )
+        for pair in pairs
+        for answer in (pair.new, pair.old)
+    )
+    start_labeling(audit, first=[pair.new.prompt_id for pair in pairs])
+    return audit
 
 
 def _record_nothing(run: TrainingRun, result: dict) -> dict:

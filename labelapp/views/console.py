@@ -78,7 +78,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     metrics = _round_metrics()
     accuracy = [(r["round"].number, r["rm_accuracy"]) for r in metrics if r["rm_accuracy"]]
     context = {
-        "rows": _round_rows(list(LabelingRound.objects.order_by("-number")[:50])),
+        "rows": _round_rows(
+            list(
+                LabelingRound.objects.select_related("policy_version", "audit_of").order_by(
+                    "-number"
+                )[:50]
+            )
+        ),
         "current": PolicyVersion.objects.filter(is_current=True).first(),
         "active_runs": TrainingRun.objects.filter(status__in=ACTIVE).select_related("round"),
         "metrics": metrics,
@@ -112,6 +118,7 @@ def round_new(request: HttpRequest) -> HttpResponse:
                 source=data["source"],
                 tag=data["tag"],
                 labelers=data["labelers"],
+                selection=data["selection"],
             )
         except ServiceError as exc:
             form.add_error(None, str(exc))
@@ -121,6 +128,42 @@ def round_new(request: HttpRequest) -> HttpResponse:
             )
             return redirect("console:round", round_id=round_.pk)
     return render(request, "console/round_new.html", {"form": form, "policy": policy})
+
+
+def _selection(round_: LabelingRound) -> dict | None:
+    """How an uncertain or audit round chose its prompts, for its page."""
+    if round_.selection == LabelingRound.Selection.RANDOM:
+        return None
+    rewards: dict[int, list] = {}
+    for c in round_.completions.order_by("prompt_id", "-reward").select_related("policy_version"):
+        rewards.setdefault(c.prompt_id, []).append(c)
+    texts = dict(round_.prompts.values_list("id", "text"))
+    if round_.selection == LabelingRound.Selection.UNCERTAIN:
+        chosen = round_.config.get("selection", {})
+        gaps = chosen.get("gaps", {})
+        rows = [
+            {"prompt": texts.get(pk, ""), "gap": gaps.get(str(pk)), "answers": rewards.get(pk, [])}
+            for pk in chosen.get("chosen", [])
+        ]
+        pool_gaps = list(gaps.values())
+        return {
+            "rows": rows,
+            "pool": len(chosen.get("pool", [])),
+            "size": chosen.get("size"),
+            "pool_mean_gap": sum(pool_gaps) / len(pool_gaps) if pool_gaps else None,
+        }
+    rows = [
+        {
+            "prompt": texts.get(item["prompt"], ""),
+            "reason": item["reason"],
+            "answers": rewards.get(item["prompt"], []),
+        }
+        for item in round_.config.get("audit", [])
+    ]
+    return {
+        "rows": rows,
+        "result": quality.audit_results([round_.audit_of]).get(round_.audit_of_id),
+    }
 
 
 def _round_context(round_: LabelingRound) -> dict:
@@ -144,6 +187,7 @@ def round_detail(request: HttpRequest, round_id: int) -> HttpResponse:
         "quality": quality.round_quality(round_),
         "train_form": TrainForm(initial={"method": "ppo"}),
         "labelers": list(round_.labelers.values_list("username", flat=True)),
+        "selection": _selection(round_),
     }
     return render(request, "console/round.html", context)
 
@@ -255,10 +299,12 @@ def _versions():
 @require_GET
 def policies(request: HttpRequest) -> HttpResponse:
     """Policy versions with their lineage, the current one marked, and comparisons."""
-    versions = _versions().select_related("parent", "created_by_run__round")
+    versions = list(_versions().select_related("parent", "created_by_run__round"))
+    audits = quality.audit_results(versions)
     comparisons = TrainingRun.objects.filter(kind="compare").order_by("-id")[:20]
     form = CompareForm(versions=_versions())
-    context = {"versions": versions, "form": form, "comparisons": comparisons}
+    rows = [{"version": v, "audit": audits.get(v.pk)} for v in versions]
+    context = {"rows": rows, "form": form, "comparisons": comparisons}
     return render(request, "console/policies.html", context)
 
 
@@ -272,7 +318,9 @@ def policy_make_current(request: HttpRequest, version_id: int) -> HttpResponse:
         messages.success(request, f"v{version.number} is now the current policy.")
         return redirect("console:policies")
     current = PolicyVersion.objects.filter(is_current=True).first()
-    return render(request, "console/confirm_current.html", {"version": version, "current": current})
+    audit = quality.audit_results([version]).get(version.pk)
+    context = {"version": version, "current": current, "audit": audit}
+    return render(request, "console/confirm_current.html", context)
 
 
 @admin_required

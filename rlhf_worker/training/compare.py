@@ -2,10 +2,9 @@
 
 from pathlib import Path
 
-from rlhf_worker.training.artifacts import load_reward_model, load_tokenizer, pick_device
 from rlhf_worker.training.format import Prompt, prompt_key
 from rlhf_worker.training.generate import SamplingConfig, generate_completions
-from rlhf_worker.training.reward import score_completions
+from rlhf_worker.training.reward import score_with
 
 
 def compare_policies(
@@ -31,10 +30,8 @@ def compare_policies(
     result = {"samples": samples, "mean_scores": None, "win_rate": None}
     if reward_dir is None or not prompts:
         return result
-    model = load_reward_model(reward_dir, device=pick_device())
-    tokenizer = load_tokenizer(reward_dir)
-    first_scores = score_completions(model, tokenizer, prompts, first).tolist()
-    second_scores = score_completions(model, tokenizer, prompts, second).tolist()
+    scores = score_with(reward_dir, prompts + prompts, first + second)
+    first_scores, second_scores = scores[: len(prompts)], scores[len(prompts) :]
     for sample, a, b in zip(samples, first_scores, second_scores, strict=True):
         sample["first_score"], sample["second_score"] = a, b
     wins = sum(

@@ -18,7 +18,12 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf_worker.training.artifacts import load_reward_model, load_tokenizer, save_model
+from rlhf_worker.training.artifacts import (
+    load_reward_model,
+    load_tokenizer,
+    pick_device,
+    save_model,
+)
 from rlhf_worker.training.configs import RewardConfig
 from rlhf_worker.training.distributed import global_sums, local_share, make_accelerator
 from rlhf_worker.training.finetune import add_lora, merge_lora, train_top_layers, unwrap
@@ -119,6 +124,17 @@ def score_completions(
         batch = {k: v.to(model.device) for k, v in batch.items()}
         scores.append(sequence_scores(model, **batch).float().cpu())
     return torch.cat(scores) if scores else torch.zeros(0)
+
+
+@torch.inference_mode()
+def score_with(
+    reward_dir: str | Path, prompts: list[Prompt], completions: list[str]
+) -> list[float]:
+    """The rewards a saved reward model gives each (prompt, completion) pair."""
+    if not prompts:
+        return []
+    model = load_reward_model(reward_dir, device=pick_device())
+    return score_completions(model, load_tokenizer(reward_dir), prompts, completions).tolist()
 
 
 def kwise_ranking_loss(rewards: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

@@ -115,16 +115,23 @@ def test_an_admin_runs_a_round_from_the_console(workers, live_server, page, tmp_
     # Round 2, written by v2, is ranked and trained from the console too, with DPO this time.
     round2 = LabelingRound.objects.get(number=2)
     report = simulate(live_server.url, tokens, 2, preference("longer"))
-    assert (report.submitted, report.errors) == (6, 0)
+    # v2's audit (its 6 top-reward answers against v1's) was handed out first, and ranked too.
+    assert (report.submitted, report.audited, report.errors) == (6, 6, 0)
+    audit = LabelingRound.objects.get(audit_of__number=2)
+    page.goto(f"{live_server.url}/console/policies/")
+    assert "of 6/6" in page.locator("main").inner_text()
+    page.goto(f"{live_server.url}/console/rounds/{audit.pk}/")
+    assert "Audit of v2" in page.locator("main").inner_text()
+    page.screenshot(path=str(shots / "console-audit.png"), full_page=True)
     page.goto(f"{live_server.url}/console/rounds/{round2.pk}/")
     page.locator("#round-live >> text=6 / 6 ranked").wait_for()
     page.select_option("#id_method", "dpo")
     page.click("button:text('Train')")
     page.locator("#round-live >> text=dpo (run").wait_for(timeout=60_000)
     wait_for(
-        lambda: LabelingRound.objects.filter(number=3, state="labeling").exists(),
+        lambda: LabelingRound.objects.filter(follows_round=round2, state="labeling").exists(),
         240,
-        "round 3 from v3 (DPO)",
+        "the round after round 2, from v3 (DPO)",
         workers,
     )
     assert PolicyVersion.objects.get(number=3).method == "dpo"

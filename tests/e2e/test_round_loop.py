@@ -4,6 +4,7 @@ import json
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.test import Client
 
 from labelapp.management.simulation import preference, simulate
@@ -63,9 +64,13 @@ def labeled_first_round(workers, live_server) -> LabelingRound:
     return round1
 
 
+def admin_client() -> Client:
+    boss = User.objects.filter(username="boss").first() or make_user("boss", "admins")
+    return Client(headers={"authorization": f"Bearer {issue_token(boss)}"})
+
+
 def train(round_: LabelingRound, body: dict) -> None:
-    admin = Client(headers={"authorization": f"Bearer {issue_token(make_user('boss', 'admins'))}"})
-    response = admin.post(
+    response = admin_client().post(
         f"/api/v1/rounds/{round_.pk}/train", json.dumps(body), content_type="application/json"
     )
     assert response.status_code == 202, response.content
@@ -94,6 +99,34 @@ def test_two_rounds_close_the_loop(workers, live_server):
     old_texts = set(Completion.objects.filter(round=round1).values_list("text", flat=True))
     assert set(new.values_list("text", flat=True)) != old_texts
 
+    # v2's answers were scored by the reward model it trained against, and the ones it likes
+    # most went to an audit round against v1's answers to the same prompts.
+    rm = RewardModelVersion.objects.get()
+    assert round2.scored_by == rm and not new.filter(reward=None).exists()
+    audit = LabelingRound.objects.get(audit_of=v2)
+    assert (audit.selection, audit.k, audit.state) == ("audit", 2, "labeling")
+    assert audit.prompts.count() == 6  # AUDIT_ANSWERS=8, one pair per prompt
+    for prompt in audit.prompts.all():
+        pair = audit.completions.filter(prompt=prompt)
+        assert sorted(pair.values_list("policy_version__number", flat=True)) == [1, 2]
+    top = audit.completions.filter(policy_version=v2).order_by("-reward").first()
+    assert top.reward == max(new.values_list("reward", flat=True))
+
+    # An uncertain round: 2 prompts out of 3 × 2 candidates, chosen with the same reward model.
+    response = admin_client().post(
+        "/api/v1/rounds",
+        json.dumps({"prompts": 2, "selection": "uncertain", **SAMPLING}),
+        content_type="application/json",
+    )
+    assert response.status_code == 202, response.content
+    number = response.json()["number"]
+    uncertain = wait_for(lambda: labeling(number), 180, "the uncertain round", workers)
+    chosen = uncertain.config["selection"]["chosen"]
+    gaps = uncertain.config["selection"]["gaps"]
+    assert len(chosen) == 2 and len(gaps) == 6 and uncertain.scored_by == rm
+    assert sorted(gaps[str(pk)] for pk in chosen) == sorted(gaps.values())[:2]
+    assert sorted(uncertain.prompts.values_list("pk", flat=True)) == sorted(chosen)
+
 
 def test_a_worker_killed_during_reward_training_is_replaced_and_one_version_is_made(
     workers, live_server
@@ -117,4 +150,5 @@ def test_a_worker_killed_during_reward_training_is_replaced_and_one_version_is_m
     assert run.status == "succeeded" and run.attempts == 2
     assert PolicyVersion.objects.count() == 2 and RewardModelVersion.objects.count() == 1
     assert TrainingRun.objects.filter(kind="ppo").count() == 1
-    assert LabelingRound.objects.count() == 2
+    assert LabelingRound.objects.exclude(selection="audit").count() == 2
+    assert LabelingRound.objects.filter(selection="audit").count() <= 1

@@ -101,10 +101,11 @@ TABLE: dict[str, tuple[dict, tuple]] = {
     "api/v1/tasks/next": (API_LABELER, GET),
     "api/v1/assignments/<assignment_id>/ranking": (API_LABELER, POST),
     "api/v1/assignments/<assignment_id>/skip": (API_LABELER, POST),
-    "api/v1/rounds": (API_ADMIN, GET),
+    "api/v1/rounds": (API_ADMIN, BOTH),
     "api/v1/rounds/<round_id>": (API_ADMIN, GET),
     "api/v1/rounds/<round_id>/train": (API_ADMIN, POST),
     "api/v1/training-runs/<run_id>": (API_ADMIN, GET),
+    "api/v1/policy-versions": (API_ADMIN, GET),
     "api/v1/rounds/<round_id>/export": (API_ADMIN, GET),
     # Django's admin: staff only; everyone else is sent to its login page.
     "admin/": (STAFF, GET),
@@ -153,19 +154,25 @@ API_BODIES = {
     "api/v1/assignments/<assignment_id>/ranking": {"ranking": ["A", "B", "C", "D"]},
     "api/v1/assignments/<assignment_id>/skip": {"reason": "unclear prompt"},
     "api/v1/rounds/<round_id>/train": {"method": "dpo"},
+    "api/v1/rounds": {"prompts": 1, "k": 2},
 }
 QUERIES = {"admin/autocomplete/": "?app_label=labelapp&model_name=completion&field_name=prompt"}
 
 
 def project_routes() -> list[str]:
-    """Every URL pattern Django knows, as one route string from the root."""
+    """Every URL pattern Django knows, as one route string from the root.
+
+    Ninja adds one pattern per operation of a path (for reversing by name); the first serves
+    every method of the path, so an API path counts once.
+    """
     routes = []
 
     def walk(resolver: URLResolver, prefix: str) -> None:
         for pattern in resolver.url_patterns:
             route = prefix + str(pattern.pattern)
             if isinstance(pattern, URLPattern):
-                routes.append(route)
+                if not (route.startswith("api/v1/") and route in routes):
+                    routes.append(route)
             else:
                 walk(pattern, route)
 
@@ -312,5 +319,7 @@ def test_labelers_are_refused_training_exports_and_the_console_in_the_table():
         "console/rounds/<int:round_id>/export/<str:fmt>",
         "api/v1/rounds/<round_id>/train",
         "api/v1/rounds/<round_id>/export",
+        "api/v1/rounds",
+        "api/v1/policy-versions",
     ):
         assert TABLE[route][0]["labeler"] == FORBIDDEN, route

@@ -38,7 +38,8 @@ class Command(BaseCommand):
         report = simulate(url.rstrip("/"), tokens, round_number, prefer, seed)
         self.stdout.write(
             f"{report.submitted} rankings submitted by {labelers} simulated labelers "
-            f"(preference {preference_name}); errors: {report.errors}"
+            f"(preference {preference_name}), {report.audited} of audit tasks; "
+            f"errors: {report.errors}"
         )
         if report.errors:
             raise CommandError(f"{report.errors} submissions were refused")
