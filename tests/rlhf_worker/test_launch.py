@@ -10,6 +10,7 @@ import torch
 from rlhf_worker.launch import LaunchFailedError, LaunchSettings, launch_command, launch_training
 from rlhf_worker.training.artifacts import load_causal_lm, load_reward_model
 from rlhf_worker.training.dpo import DPOTrainingConfig, train_dpo
+from rlhf_worker.training.online import OnlineRLConfig, train_online
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import RewardConfig, train_reward_model
 from rlhf_worker.training.sft import SFTConfig, sft_model_dir
@@ -206,3 +207,26 @@ def test_the_documented_accelerate_configs_are_ones_accelerate_reads(name, tmp_p
     command = launch_command(LaunchSettings(config_file=str(path)), tmp_path)
     assert command[command.index("--config_file") + 1] == str(path)
     assert command[-3:] == ["-m", "rlhf_worker.launch", str(tmp_path)]
+
+
+@pytest.mark.parametrize("method", ["grpo"])  # RLOO runs the same function (train_online)
+def test_grpo_trains_in_two_processes_and_saves_once(method, tiny_model_dir, tmp_path):
+    config = OnlineRLConfig(
+        steps=2, batch_size=4, num_generations=2, max_new_tokens=8, learning_rate=1e-3
+    )
+    prompts = [f"Question {i}" for i in range(8)]
+    steps = []
+    launched = launch_training(
+        train_online,
+        (method, tiny_model_dir, tiny_model_dir, prompts, tmp_path / "two", config),
+        {},
+        tmp_path / "work",
+        TWO,
+        on_step=lambda step, total, metrics: steps.append((step, total)),
+    )
+    assert launched["processes"] == 2 and launched["first_mean_reward"] is not None
+    assert steps == [(1, 2), (2, 2)]  # the same optimizer steps as one process: 2 of 4 each
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two"]
+    after = load_causal_lm(tmp_path / "two", device=torch.device("cpu")).state_dict()
+    before = load_causal_lm(tiny_model_dir, device=torch.device("cpu")).state_dict()
+    assert any(not torch.equal(after[name], before[name]) for name in before)
