@@ -603,8 +603,8 @@ def train_ppo(
             local_prompts = list(share)
 
         rollout = _rollout(models, tokenizer, local_prompts, generation_config, config, reward_fn)
-        lengths = accelerator.gather(rollout.mask.sum(1))
-        target_length = target_length or lengths.mean().item()
+        if not target_length:  # the first batch's mean length, over every process's rollouts
+            target_length = accelerator.gather(rollout.mask.sum(1)).mean().item()
         scores = _shaped_scores(rollout, config, moments, target_length, accelerator)
         kl, advantages, returns = _advantages(rollout, scores, config, accelerator)
         losses = _update(models, optimizer, rollout, advantages, returns, config, accelerator)
