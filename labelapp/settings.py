@@ -260,6 +260,15 @@ SYSTEM_PROMPT = os.environ.get("SYSTEM_PROMPT", "You are a helpful assistant.")
 # torch threads in a worker: the cores this process may run on; more threads than free cores is
 # much slower on a CPU, so a worker sharing its machine sets fewer.
 TORCH_THREADS = envint("TORCH_THREADS", len(os.sched_getaffinity(0)))
+# Training steps (reward, SFT, PPO, RLOO, GRPO, DPO) in this many processes: above 1, a worker
+# runs each as `accelerate launch --num_processes N` (one process per GPU; gloo on a CPU host),
+# each with TORCH_THREADS // N threads. 1 trains in the worker's process, as always.
+TRAINING_PROCESSES = envint("TRAINING_PROCESSES", 1)
+# An accelerate config file (DeepSpeed ZeRO, FSDP, several machines; docs/accelerate/): when set,
+# every training step is launched with it, and it says how many processes.
+ACCELERATE_CONFIG = os.environ.get("ACCELERATE_CONFIG", "")
+# A launched step that runs longer than this is stopped and failed (0: no limit).
+TRAINING_STEP_TIMEOUT = envint("TRAINING_STEP_TIMEOUT", 0)
 # transformers, or vllm on a GPU host that has it (falls back to transformers elsewhere).
 GENERATION_ENGINE = os.environ.get("GENERATION_ENGINE", "transformers")
 # Uncertain rounds: how many times the round's size in prompts are answered and scored.

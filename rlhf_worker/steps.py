@@ -21,6 +21,7 @@ from labelapp.models import (
 from labelapp.models import TrainingRun as Run
 from labelapp.services.exports import training_comparisons, training_rankings
 from labelapp.services.training import policy_dir, report_progress
+from rlhf_worker.launch import LaunchSettings, launch_training
 from rlhf_worker.training.compare import compare_policies
 from rlhf_worker.training.dpo import DPOTrainingConfig, train_dpo
 from rlhf_worker.training.format import Message, as_messages, dialogue_turns
@@ -66,6 +67,31 @@ def progress_of(run: Run) -> Callable[[int, int, dict], None]:
     return on_step
 
 
+def launch_settings() -> LaunchSettings:
+    """How this worker runs a training step: in its process, or under accelerate launch."""
+    processes = settings.TRAINING_PROCESSES
+    return LaunchSettings(
+        processes=processes,
+        config_file=settings.ACCELERATE_CONFIG,
+        threads_per_process=max(1, settings.TORCH_THREADS // processes),
+        timeout=settings.TRAINING_STEP_TIMEOUT or None,
+    )
+
+
+def train(run: Run, function: Callable[..., dict], *args, **kwargs) -> dict:
+    """`function(*args, **kwargs, on_step=progress_of(run))`, here or in launched processes.
+
+    Launched (TRAINING_PROCESSES > 1 or ACCELERATE_CONFIG), the step's inputs go to the
+    processes as a file beside its artifact, and their progress comes back to the run.
+    """
+    launch = launch_settings()
+    if not launch.enabled:
+        return function(*args, **kwargs, on_step=progress_of(run))
+    work_dir = Path(settings.ARTIFACTS_DIR) / "launch" / f"run-{run.pk}"
+    heartbeat = lambda fraction: _report(run, fraction)  # noqa: E731
+    return launch_training(function, args, kwargs, work_dir, launch, progress_of(run), heartbeat)
+
+
 def conversation(text: str) -> list[Message]:
     """A stored prompt as the conversation every model step reads: SYSTEM_PROMPT, then its
     turns (an imported HH-RLHF dialogue is several)."""
@@ -93,12 +119,13 @@ def reward_step(run: Run) -> dict:
     hp = _hyperparameters(run)
     config = config_from(RewardConfig, hp.pop("reward", {}))
     out = artifact_dir("reward", run)
-    metrics = train_reward_model(
+    metrics = train(
+        run,
+        train_reward_model,
         policy_dir(run.round.policy_version),
         [(conversation(p), ranked) for p, ranked in training_rankings(run.round.number)],
         out,
         config,
-        progress_of(run),
     )
     return {"artifact_path": str(out), "metrics": _summary(metrics)}
 
@@ -111,7 +138,7 @@ def sft_step(run: Run) -> dict:
     out = artifact_dir("sft", run)
     config = config_from(SFTConfig, _hyperparameters(run).get("sft", {}))
     examples = [(conversation(prompt), text) for prompt, text in demos]
-    metrics = sft_model_dir(_start_policy(run), examples, out, config, progress_of(run))
+    metrics = train(run, sft_model_dir, _start_policy(run), examples, out, config)
     return {"artifact_path": str(out), "metrics": _summary(metrics)}
 
 
@@ -134,18 +161,12 @@ def reinforce_step(run: Run) -> dict:
     hp = _method_hyperparameters(run)
     start, rm_dir = _start_policy(run), run.reward_model.artifact_path
     if run.kind == Run.Kind.PPO:
-        metrics = train_ppo(
-            start,
-            rm_dir,
-            prompts,
-            out,
-            config_from(PPOConfig, hp),
-            progress_of(run),
-            anchor_dir=_anchor_policy(run),
-        )
+        config = config_from(PPOConfig, hp)
+        anchor = _anchor_policy(run)
+        metrics = train(run, train_ppo, start, rm_dir, prompts, out, config, anchor_dir=anchor)
     else:
         config = config_from(OnlineRLConfig, hp)
-        metrics = train_online(run.kind, start, rm_dir, prompts, out, config, progress_of(run))
+        metrics = train(run, train_online, run.kind, start, rm_dir, prompts, out, config)
     return {"artifact_path": str(out), "metrics": _summary(metrics)}
 
 
@@ -157,9 +178,8 @@ def dpo_step(run: Run) -> dict:
         for prompt, chosen, rejected in training_comparisons(run.round.number)
     ]
     out = artifact_dir("policy", run)
-    metrics = train_dpo(
-        _start_policy(run), pairs, out, config_from(DPOTrainingConfig, hp), progress_of(run)
-    )
+    config = config_from(DPOTrainingConfig, hp)
+    metrics = train(run, train_dpo, _start_policy(run), pairs, out, config)
     return {"artifact_path": str(out), "metrics": metrics}
 
 

@@ -91,12 +91,18 @@ def atomic_write_dir(out_dir: str | Path, write: Callable[[Path], None]) -> Path
 
 
 def save_model(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: str | Path,
+    state_dict: dict | None = None,
 ) -> Path:
-    """save_pretrained (safetensors) of model and tokenizer, atomically."""
+    """save_pretrained (safetensors) of model and tokenizer, atomically.
+
+    `state_dict`, when given, is saved instead of the model's own (the full weights gathered
+    from the shards of a ZeRO-3 or FSDP run)."""
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
 
     return atomic_write_dir(out_dir, write)

@@ -15,10 +15,15 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 
-from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, save_model
+from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer
 from rlhf_worker.training.configs import DPOTrainingConfig
 from rlhf_worker.training.format import Prompt, encode_answer, format_prompt
-from rlhf_worker.training.trl_support import StepReporter, trl_run_args
+from rlhf_worker.training.trl_support import (
+    StepReporter,
+    per_device_batch_size,
+    save_trained_model,
+    trl_run_args,
+)
 
 # One comparison: (prompt, chosen completion, rejected completion).
 Pair = tuple[Prompt, str, str]
@@ -66,7 +71,7 @@ def train_dpo(
         args = DPOConfig(
             **trl_run_args(scratch),
             num_train_epochs=config.epochs,
-            per_device_train_batch_size=config.batch_size,
+            per_device_train_batch_size=per_device_batch_size(config.batch_size),
             learning_rate=config.learning_rate,
             beta=config.beta,
             max_length=config.max_length,
@@ -81,7 +86,7 @@ def train_dpo(
         )
         result = trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]
-    save_model(trainer.model, tokenizer, out_dir)
+    save_trained_model(trainer, tokenizer, out_dir)
     return {
         "config": asdict(config),
         "pairs": len(pairs),
@@ -90,4 +95,5 @@ def train_dpo(
         "loss_last": history[-1]["loss"] if history else None,
         "reward_accuracy_last": history[-1].get("rewards/accuracies") if history else None,
         "seconds": time.monotonic() - started,
+        "processes": trainer.accelerator.num_processes,
     }

@@ -19,12 +19,16 @@ from rlhf_worker.training.artifacts import (
     load_causal_lm,
     load_reward_model,
     load_tokenizer,
-    save_model,
 )
 from rlhf_worker.training.configs import OnlineRLConfig
 from rlhf_worker.training.format import Prompt, format_prompt
 from rlhf_worker.training.reward import score_completions
-from rlhf_worker.training.trl_support import StepReporter, trl_run_args
+from rlhf_worker.training.trl_support import (
+    StepReporter,
+    per_device_batch_size,
+    save_trained_model,
+    trl_run_args,
+)
 
 TRAINERS = {"rloo": (RLOOConfig, RLOOTrainer), "grpo": (GRPOConfig, GRPOTrainer)}
 
@@ -57,7 +61,7 @@ def train_online(
         args = config_cls(
             **trl_run_args(scratch),
             max_steps=config.steps,
-            per_device_train_batch_size=config.batch_size,
+            per_device_train_batch_size=per_device_batch_size(config.batch_size),
             num_generations=config.num_generations,
             max_completion_length=config.max_new_tokens,
             learning_rate=config.learning_rate,
@@ -75,7 +79,7 @@ def train_online(
         )
         trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]
-    save_model(trainer.model, tokenizer, out_dir)
+    save_trained_model(trainer, tokenizer, out_dir)
     first, last = (history[0], history[-1]) if history else ({}, {})
     return {
         "method": method,
@@ -84,4 +88,5 @@ def train_online(
         "last_mean_reward": last.get("reward"),
         "steps": history,
         "seconds": time.monotonic() - started,
+        "processes": trainer.accelerator.num_processes,
     }

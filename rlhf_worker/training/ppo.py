@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
 from transformers import GenerationConfig, PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 
@@ -44,14 +45,14 @@ from rlhf_worker.training.artifacts import (
     load_reward_model,
     load_tokenizer,
     peak_memory_metrics,
-    pick_device,
     reset_peak_memory,
     save_model,
 )
 from rlhf_worker.training.configs import PPOConfig
+from rlhf_worker.training.distributed import global_sums, make_accelerator
 from rlhf_worker.training.finetune import add_lora, merge_lora, train_top_layers
 from rlhf_worker.training.format import Prompt, encode_prompt
-from rlhf_worker.training.reward import score_completions, token_scores
+from rlhf_worker.training.reward import TokenScores, score_completions
 
 RewardFn = Callable[[list[Prompt], list[str]], list[float]]
 StepCallback = Callable[[int, int, dict[str, float]], None]
@@ -61,10 +62,19 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
-def _masked_whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    mean = _masked_mean(x, mask)
-    var = _masked_mean((x - mean) ** 2, mask)
-    n = mask.sum()
+def _masked_whiten(
+    x: torch.Tensor, mask: torch.Tensor, accelerator: Accelerator | None = None
+) -> torch.Tensor:
+    """x normalised to mean 0 and std 1 over its masked entries, in every process together."""
+    if accelerator is None or accelerator.num_processes == 1:
+        mean = _masked_mean(x, mask)
+        var = _masked_mean((x - mean) ** 2, mask)
+        n = mask.sum()
+    else:
+        total, n = global_sums(accelerator, (x * mask).sum().item(), mask.sum().item())
+        mean = total / max(n, 1)
+        (squares,) = global_sums(accelerator, (((x - mean) ** 2) * mask).sum().item())
+        var = torch.tensor(squares / max(n, 1), dtype=x.dtype, device=x.device)
     if n > 1:
         var = var * n / (n - 1)  # unbiased, as TRL
     return (x - mean) * torch.rsqrt(var + 1e-8) * mask
@@ -168,10 +178,12 @@ def _policy_logits(
 
 
 def _values(
-    critic: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int
+    critic: TokenScores, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int
 ) -> torch.Tensor:
-    """[B, T] value of each response token's state: the score head read at every position."""
-    scores = token_scores(critic, input_ids, attention_mask, _position_ids(attention_mask))
+    """[B, T] value of each response token's state: the score head read at every position.
+
+    `critic` is the critic's TokenScores, or accelerate's wrapper around it (in the updates)."""
+    scores = critic(input_ids, attention_mask, _position_ids(attention_mask))
     return scores[:, prompt_len - 1 : -1].float()
 
 
@@ -219,13 +231,19 @@ def _activation_checkpointing(models: list[PreTrainedModel], enabled: bool) -> I
 
 @dataclass
 class _Models:
-    """What a PPO run holds: the trained policy and critic, and the frozen judges."""
+    """What a PPO run holds: the trained policy and critic, and the frozen judges.
+
+    `policy` and `critic` are the models themselves (rollouts read them); `policy_train` and
+    `critic_train` are the same after accelerator.prepare, which the updates run through.
+    """
 
     policy: PreTrainedModel
     ref_policy: PreTrainedModel | None  # None with LoRA: the policy with its adapters off
     anchor: PreTrainedModel | None  # None when the anchor is the reference policy
-    critic: PreTrainedModel
+    critic: TokenScores
     reward_model: PreTrainedModel | None  # None when a reward_fn scores
+    policy_train: torch.nn.Module | None = None
+    critic_train: torch.nn.Module | None = None
 
 
 def _load_models(
@@ -265,7 +283,7 @@ def _load_models(
     reward_model = None
     if with_reward_model:
         reward_model = load_reward_model(reward_dir, device=device).eval().requires_grad_(False)
-    return _Models(policy, ref_policy, anchor, critic, reward_model)
+    return _Models(policy, ref_policy, anchor, TokenScores(critic), reward_model)
 
 
 @dataclass
@@ -378,12 +396,18 @@ class _RunningMoments:
 
 
 def _shaped_scores(
-    rollout: _Rollout, config: PPOConfig, moments: _RunningMoments, target_length: float
+    rollout: _Rollout,
+    config: PPOConfig,
+    moments: _RunningMoments,
+    target_length: float,
+    accelerator: Accelerator | None = None,
 ) -> torch.Tensor:
-    """[B] the score PPO maximises: normalised, minus the missing-EOS and length penalties."""
+    """[B] the score PPO maximises: normalised, minus the missing-EOS and length penalties.
+
+    The running moments are those of the global batch (every process's scores)."""
     scores = rollout.scores
     if config.normalize_rewards:
-        moments.update(scores)
+        moments.update(scores if accelerator is None else accelerator.gather(scores))
         scores = (scores - moments.mean) / (moments.std + 1e-6)
     scores = scores - config.missing_eos_penalty * (~rollout.has_eos).float()
     if config.length_penalty:
@@ -393,7 +417,10 @@ def _shaped_scores(
 
 
 def _advantages(
-    rollout: _Rollout, scores: torch.Tensor, config: PPOConfig
+    rollout: _Rollout,
+    scores: torch.Tensor,
+    config: PPOConfig,
+    accelerator: Accelerator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(per-token KL to the reference, advantages, returns), each [B, T]."""
     fmask = rollout.mask
@@ -404,7 +431,7 @@ def _advantages(
     rewards[torch.arange(len(last), device=rewards.device), last] += scores
     advantages, returns = compute_gae(rewards, rollout.values, fmask, config.gamma, config.lam)
     if config.whiten_advantages:
-        advantages = _masked_whiten(advantages, fmask)
+        advantages = _masked_whiten(advantages, fmask, accelerator)
     return kl, advantages, returns
 
 
@@ -415,21 +442,27 @@ def _update(
     advantages: torch.Tensor,
     returns: torch.Tensor,
     config: PPOConfig,
+    accelerator: Accelerator,
 ) -> dict[str, float]:
-    """`ppo_epochs` passes of clipped policy and value updates over shuffled minibatches."""
+    """`ppo_epochs` passes of clipped policy and value updates over shuffled minibatches.
+
+    With N processes each holds batch_size / N rollouts and takes mini_batch_size / N of them
+    per update; the gradients are averaged over the processes.
+    """
     r, P = rollout, rollout.prompt_len
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
     losses: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_fraction": []}
     B = len(r.prompts)
+    mini_batch_size = config.mini_batch_size // accelerator.num_processes
     with _activation_checkpointing([models.policy, models.critic], config.gradient_checkpointing):
         for _ in range(config.ppo_epochs):
             perm = torch.randperm(B, device=r.input_ids.device)
-            for start in range(0, B, config.mini_batch_size):
-                idx = perm[start : start + config.mini_batch_size]
+            for start in range(0, B, mini_batch_size):
+                idx = perm[start : start + mini_batch_size]
                 ids, attn, mb_mask = r.input_ids[idx], r.attention_mask[idx], r.mask[idx]
-                new_logits = _policy_logits(models.policy, ids, attn, P, config.temperature)
+                new_logits = _policy_logits(models.policy_train, ids, attn, P, config.temperature)
                 new_logprobs = _token_logprobs(new_logits, r.responses[idx])
-                new_values = _values(models.critic, ids, attn, P)
+                new_values = _values(models.critic_train, ids, attn, P)
                 pg_loss, clip_fraction = policy_loss(
                     new_logprobs, r.logprobs[idx], advantages[idx], mb_mask, config.cliprange
                 )
@@ -438,13 +471,53 @@ def _update(
                 )
                 loss = pg_loss + config.vf_coef * vf_loss
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
                 optimizer.step()
                 losses["policy_loss"].append(pg_loss.item())
                 losses["value_loss"].append(vf_loss.item())
                 losses["clip_fraction"].append(clip_fraction.item())
-    return {name: sum(vals) / len(vals) for name, vals in losses.items()}
+    means = [sum(vals) / len(vals) for vals in losses.values()]
+    if accelerator.num_processes > 1:  # the mean over every process's updates
+        means = [v / accelerator.num_processes for v in global_sums(accelerator, *means)]
+    return dict(zip(losses, means, strict=True))
+
+
+def _step_metrics(
+    accelerator: Accelerator,
+    rollout: _Rollout,
+    scores: torch.Tensor,
+    kl: torch.Tensor,
+    losses: dict[str, float],
+) -> dict[str, float]:
+    """One step's metrics over the global batch: per-rollout figures gathered from every
+    process (each holds the same number of rollouts), entropy over all their tokens."""
+    fmask = rollout.mask
+    per_rollout = torch.stack(
+        [
+            rollout.scores,
+            scores,
+            kl.sum(1),
+            ((rollout.logprobs - rollout.anchor_logprobs) * fmask).sum(1),
+            fmask.sum(1),
+            (~rollout.has_eos).float(),
+        ],
+        1,
+    )
+    reward, shaped, kl_sum, anchor_kl, length, no_eos = accelerator.gather(per_rollout).mean(0)
+    entropy_sum, tokens = global_sums(
+        accelerator, (rollout.entropy * fmask).sum().item(), fmask.sum().item()
+    )
+    return {
+        "mean_reward": reward.item(),
+        "mean_shaped_score": shaped.item(),
+        "kl": kl_sum.item(),
+        "anchor_kl": anchor_kl.item(),
+        "entropy": entropy_sum / max(tokens, 1),
+        **losses,
+        "mean_response_length": length.item(),
+        "no_eos_fraction": no_eos.item(),
+    }
 
 
 def train_ppo(
@@ -473,23 +546,36 @@ def train_ppo(
     Saves the policy (causal LM only, LoRA adapters merged) to `out_dir` and returns a
     summary: first/last mean reward, final kl, the per-step metrics, seconds,
     tokens_per_second (response tokens sampled per second of the training loop),
-    trainable_policy_parameters, gpu_peak_memory_mb (on CUDA only) and the config.
+    trainable_policy_parameters, gpu_peak_memory_mb (on CUDA only), processes and the config.
+    Under `accelerate launch` every process runs this with the same arguments: each samples,
+    scores and trains on its batch_size / N prompts of every step (batch_size and
+    mini_batch_size must be multiples of N), reward normalisation, advantage whitening and the
+    metrics are over the global batch, and the main process saves the policy.
     """
     if not prompts:
         raise ValueError("train_ppo needs at least one prompt")
     started = time.monotonic()
+    accelerator = make_accelerator()
+    n = accelerator.num_processes
+    if config.batch_size % n or config.mini_batch_size % n:
+        raise ValueError(f"batch_size and mini_batch_size must be multiples of the {n} processes")
     torch.manual_seed(config.seed)
-    device = pick_device()
+    device = accelerator.device
     reset_peak_memory(device)
     tokenizer = load_tokenizer(policy_dir)
     models = _load_models(policy_dir, reward_dir, anchor_dir, config, reward_fn is None, device)
-    for model in (models.critic, models.reward_model):  # both read the policy's token ids
+    for model in (models.critic.model, models.reward_model):  # both read the policy's token ids
         if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
             raise ValueError(f"{type(model).__name__} vocabulary is smaller than the policy's")
     optimizer = torch.optim.AdamW(
         [p for m in (models.policy, models.critic) for p in m.parameters() if p.requires_grad],
         lr=config.learning_rate,
     )
+    models.policy_train, models.critic_train, optimizer = accelerator.prepare(
+        models.policy, models.critic, optimizer
+    )
+    if n > 1:  # each process samples its own responses; one process keeps today's stream
+        torch.manual_seed(config.seed + accelerator.process_index)
     generation_config = GenerationConfig(
         do_sample=True,
         temperature=config.temperature,
@@ -500,7 +586,8 @@ def train_ppo(
         pad_token_id=tokenizer.pad_token_id,
     )
 
-    # Cycle through the prompts in a seeded order, reshuffled on every pass.
+    # Cycle through the prompts in a seeded order, reshuffled on every pass: the same order in
+    # every process, each taking its contiguous share of the step's batch.
     order_rng = torch.Generator().manual_seed(config.seed)
     order: list[int] = []
     history: list[dict[str, float]] = []
@@ -512,36 +599,28 @@ def train_ppo(
             if not order:
                 order = torch.randperm(len(prompts), generator=order_rng).tolist()
             batch_prompts.append(prompts[order.pop()])
+        with accelerator.split_between_processes(batch_prompts) as share:
+            local_prompts = list(share)
 
-        rollout = _rollout(models, tokenizer, batch_prompts, generation_config, config, reward_fn)
-        target_length = target_length or rollout.mask.sum(1).mean().item()
-        scores = _shaped_scores(rollout, config, moments, target_length)
-        kl, advantages, returns = _advantages(rollout, scores, config)
-        losses = _update(models, optimizer, rollout, advantages, returns, config)
+        rollout = _rollout(models, tokenizer, local_prompts, generation_config, config, reward_fn)
+        if not target_length:  # the first batch's mean length, over every process's rollouts
+            target_length = accelerator.gather(rollout.mask.sum(1)).mean().item()
+        scores = _shaped_scores(rollout, config, moments, target_length, accelerator)
+        kl, advantages, returns = _advantages(rollout, scores, config, accelerator)
+        losses = _update(models, optimizer, rollout, advantages, returns, config, accelerator)
 
-        fmask = rollout.mask
-        metrics = {
-            "mean_reward": rollout.scores.mean().item(),
-            "mean_shaped_score": scores.mean().item(),
-            "kl": kl.sum(1).mean().item(),
-            "anchor_kl": ((rollout.logprobs - rollout.anchor_logprobs) * fmask)
-            .sum(1)
-            .mean()
-            .item(),
-            "entropy": _masked_mean(rollout.entropy, fmask).item(),
-            **losses,
-            "mean_response_length": fmask.sum(1).mean().item(),
-            "no_eos_fraction": (~rollout.has_eos).float().mean().item(),
-        }
-        history.append(metrics)
+        history.append(_step_metrics(accelerator, rollout, scores, kl, losses))
         if on_step is not None:
-            on_step(step, config.steps, metrics)
+            on_step(step, config.steps, history[-1])
 
     loop_seconds = time.monotonic() - loop_started
     response_tokens = sum(round(m["mean_response_length"] * config.batch_size) for m in history)
     policy = models.policy
     trainable_parameters = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-    save_model(merge_lora(policy), tokenizer, out_dir)  # a plain model: from_pretrained loads it
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:  # a plain model: from_pretrained loads it
+        save_model(merge_lora(policy), tokenizer, out_dir)
+    accelerator.wait_for_everyone()  # the policy is on disk before any process returns
     final = history[-1] if history else {}
     return {
         "first_mean_reward": history[0]["mean_reward"] if history else math.nan,
@@ -552,6 +631,7 @@ def train_ppo(
         "seconds": time.monotonic() - started,
         "tokens_per_second": response_tokens / max(loop_seconds, 1e-9),
         "trainable_policy_parameters": trainable_parameters,
+        "processes": n,
         **peak_memory_metrics(device),
         "config": asdict(config),
     }

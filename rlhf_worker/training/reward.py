@@ -14,6 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_worker.training.artifacts import (
@@ -23,6 +25,7 @@ from rlhf_worker.training.artifacts import (
     save_model,
 )
 from rlhf_worker.training.configs import RewardConfig
+from rlhf_worker.training.distributed import global_sums, local_share, make_accelerator
 from rlhf_worker.training.finetune import add_lora, merge_lora, train_top_layers, unwrap
 from rlhf_worker.training.format import Prompt, encode_exchange, pad_right, prompt_key
 
@@ -71,12 +74,35 @@ def token_scores(
     return inner.score(hidden)[..., 0]
 
 
+class TokenScores(torch.nn.Module):
+    """token_scores as a module's forward, for accelerate to wrap: data-parallel training
+    synchronises the gradients of what runs through the wrapped module's forward only."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return token_scores(self.model, input_ids, attention_mask, position_ids)
+
+
 def sequence_scores(
-    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    model: PreTrainedModel | TokenScores, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
-    """[B] the reward of each sequence: the score at its last attended token (its EOS)."""
+    """[B] the reward of each sequence: the score at its last attended token (its EOS).
+
+    `model` is a reward model, or a TokenScores (possibly wrapped by accelerate) around one.
+    """
     last = attention_mask.shape[1] - 1 - attention_mask.flip(1).argmax(1)
-    scores = token_scores(model, input_ids, attention_mask)
+    if isinstance(getattr(model, "module", model), TokenScores):  # .module: accelerate's wrapper
+        scores = model(input_ids, attention_mask)
+    else:
+        scores = token_scores(model, input_ids, attention_mask)
     return scores[torch.arange(len(last), device=scores.device), last]
 
 
@@ -144,13 +170,14 @@ def is_held_out(prompt: Prompt, fraction: float) -> bool:
     return digest / 0xFFFFFFFF < fraction
 
 
-def _forward(model, tokenizer, batch: list[RankedExample], max_length: int):
+def _forward(model, tokenizer, batch: list[RankedExample], max_length: int, device=None):
     """Rewards [B, Kmax] for a batch of rankings, in one forward of all their completions."""
     kmax = max(len(completions) for _, completions in batch)
     prompts = [p for p, completions in batch for _ in completions]
     completions = [c for _, completions in batch for c in completions]
     enc = encode_for_reward(tokenizer, prompts, completions, max_length)
-    flat = sequence_scores(model, **{k: v.to(model.device) for k, v in enc.items()})  # [sum K]
+    device = device or model.device
+    flat = sequence_scores(model, **{k: v.to(device) for k, v in enc.items()})  # [sum K]
     rewards = flat.new_zeros(len(batch), kmax)
     valid = torch.zeros(len(batch), kmax, dtype=torch.bool, device=flat.device)
     start = 0
@@ -164,29 +191,61 @@ def _forward(model, tokenizer, batch: list[RankedExample], max_length: int):
 
 @torch.no_grad()
 def evaluate_reward_model(
-    model, tokenizer, examples: list[RankedExample], config: RewardConfig
+    model,
+    tokenizer,
+    examples: list[RankedExample],
+    config: RewardConfig,
+    accelerator: Accelerator | None = None,
 ) -> dict:
-    """Held-out loss, pairwise accuracy and the scale of the rewards."""
+    """Held-out loss, pairwise accuracy and the scale of the rewards.
+
+    With an accelerator, each process scores its share of `examples` and every process
+    returns the figures of the whole set.
+    """
     model.eval()
-    correct = pairs = 0
-    losses, all_rewards = [], []
+    if accelerator is not None:
+        with accelerator.split_between_processes(examples) as share:
+            examples = list(share)
+    loss_sum = correct = pairs = 0.0
+    all_rewards: list[float] = []
     for start in range(0, len(examples), config.batch_size):
         batch = examples[start : start + config.batch_size]
         rewards, valid = _forward(model, tokenizer, batch, config.max_length)
-        losses.append(float(kwise_ranking_loss(rewards, valid)) * len(batch))
+        loss_sum += float(kwise_ranking_loss(rewards, valid)) * len(batch)
         c, n = pairwise_accuracy(rewards, valid)
         correct, pairs = correct + c, pairs + n
-        all_rewards.append(rewards[valid].float().cpu())
+        all_rewards += rewards[valid].float().cpu().tolist()
+    count = len(examples)
+    if accelerator is not None:
+        loss_sum, correct, pairs, count = global_sums(accelerator, loss_sum, correct, pairs, count)
+        all_rewards = gather_object(all_rewards) if accelerator.num_processes > 1 else all_rewards
     if not pairs:
         return {"eval_accuracy": None, "eval_loss": None, "eval_pairs": 0}
-    scores = torch.cat(all_rewards)
+    scores = torch.tensor(all_rewards)
     return {
         "eval_accuracy": correct / pairs,
-        "eval_loss": sum(losses) / len(examples),
-        "eval_pairs": pairs,
+        "eval_loss": loss_sum / count,
+        "eval_pairs": int(pairs),
         "reward_mean": float(scores.mean()),
         "reward_std": float(scores.std()) if len(scores) > 1 else 0.0,
     }
+
+
+def _train_step(accelerator, scorer, optimizer, tokenizer, batch, config) -> dict:
+    """One optimizer step on a global batch of rankings; its loss and accuracy over the batch."""
+    share, weight = local_share(accelerator, batch)
+    rewards, valid = _forward(scorer, tokenizer, share, config.max_length, accelerator.device)
+    loss = kwise_ranking_loss(rewards, valid)
+    optimizer.zero_grad(set_to_none=True)
+    accelerator.backward(loss * weight)
+    accelerator.clip_grad_norm_(scorer.parameters(), config.max_grad_norm)
+    optimizer.step()
+    correct, pairs = pairwise_accuracy(rewards.detach(), valid)
+    counted = weight > 0  # a stand-in example of an empty share counts nowhere
+    loss_sum, correct, pairs = global_sums(
+        accelerator, loss.item() * len(share) * counted, correct * counted, pairs * counted
+    )
+    return {"loss": loss_sum / len(batch), "accuracy": correct / pairs}
 
 
 def train_reward_model(
@@ -200,8 +259,12 @@ def train_reward_model(
 
     A plain loop rather than a transformers Trainer: a batch element is a whole ranking of
     variable K, the loss needs its grouping, and the loop stays short enough to read at once.
+    Under `accelerate launch` every process runs this with the same arguments: each takes its
+    share of every batch of `batch_size` rankings (distributed.local_share), so N processes
+    train on the same global batches as one; the main process saves the model.
     """
     started = time.monotonic()
+    accelerator = make_accelerator()
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)  # noqa: S311 (shuffling, not security)
     examples = [(p, list(c)) for p, c in examples if len(c) >= 2]
@@ -210,10 +273,9 @@ def train_reward_model(
     if not train:
         raise ValueError("no training rankings (every prompt was held out or had K < 2)")
 
-    device = pick_device()
     tokenizer = load_tokenizer(base_dir)
     tokenizer.padding_side = "right"
-    model = load_reward_model(base_dir, device=device, dtype=torch.float32)
+    model = load_reward_model(base_dir, device=accelerator.device, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
@@ -226,29 +288,23 @@ def train_reward_model(
         lr=config.learning_rate,
         weight_decay=config.weight_decay,
     )
+    scorer, optimizer = accelerator.prepare(TokenScores(model), optimizer)
     steps_per_epoch = -(-len(train) // config.batch_size)
     total = steps_per_epoch * config.epochs
     history = []
-    step = 0
     for _ in range(config.epochs):
-        rng.shuffle(train)
-        model.train()
+        rng.shuffle(train)  # the same order in every process: the same seed
+        scorer.train()
         for start in range(0, len(train), config.batch_size):
             batch = train[start : start + config.batch_size]
-            rewards, valid = _forward(model, tokenizer, batch, config.max_length)
-            loss = kwise_ranking_loss(rewards, valid)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            step += 1
-            correct, pairs = pairwise_accuracy(rewards.detach(), valid)
-            history.append({"step": step, "loss": loss.item(), "accuracy": correct / pairs})
+            metrics = _train_step(accelerator, scorer, optimizer, tokenizer, batch, config)
+            history.append({"step": len(history) + 1, **metrics})
             if on_step:
-                on_step(step, total, history[-1])
+                on_step(len(history), total, history[-1])
 
     metrics = {
         "config": asdict(config),
+        "processes": accelerator.num_processes,
         "train_rankings": len(train),
         "held_out_rankings": len(held_out),
         "train_pairs": sum(len(c) * (len(c) - 1) // 2 for _, c in train),
@@ -256,8 +312,11 @@ def train_reward_model(
         "train_loss_first": history[0]["loss"],
         "train_loss_last": history[-1]["loss"],
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        **evaluate_reward_model(model, tokenizer, held_out, config),
+        **evaluate_reward_model(model, tokenizer, held_out, config, accelerator),
     }
-    save_model(merge_lora(model), tokenizer, out_dir)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_model(merge_lora(model), tokenizer, out_dir)
+    accelerator.wait_for_everyone()  # the model is on disk before any process returns
     metrics["seconds"] = time.monotonic() - started
     return metrics

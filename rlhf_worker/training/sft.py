@@ -14,10 +14,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, pick_device, save_model
+from rlhf_worker.training.artifacts import load_causal_lm, load_tokenizer, save_model
 from rlhf_worker.training.configs import SFTConfig
+from rlhf_worker.training.distributed import global_sums, local_share, make_accelerator
 from rlhf_worker.training.format import Prompt, encode_exchange, pad_right
 
 IGNORE_INDEX = -100  # cross_entropy's ignore_index: label of tokens that carry no loss
@@ -56,19 +58,47 @@ def collate(
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def _loss_tokens(example: tuple[list[int], list[int]]) -> int:
+    """The tokens an example's loss averages over: labels after the first (the model shifts)."""
+    return sum(label != IGNORE_INDEX for label in example[1][1:])
+
+
+def _train_step(accelerator: Accelerator, model, optimizer, tokenizer, batch, config) -> float:
+    """One optimizer step on a global batch; its loss, the mean over all its answer tokens.
+
+    Each process's mean is weighted by its share of the batch's answer tokens, so the gradient
+    accelerate averages is that of the global mean."""
+    share, share_weight = local_share(accelerator, batch)
+    # A stand-in example (share_weight 0) runs forward and backward but counts nowhere.
+    tokens = sum(_loss_tokens(e) for e in share) if share_weight else 0
+    total_tokens = sum(_loss_tokens(e) for e in batch)
+    weight = tokens * accelerator.num_processes / total_tokens
+    inputs = {k: v.to(accelerator.device) for k, v in collate(tokenizer, share).items()}
+    loss = model(**inputs).loss
+    optimizer.zero_grad(set_to_none=True)
+    accelerator.backward(loss * weight)
+    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    optimizer.step()
+    (loss_sum,) = global_sums(accelerator, loss.item() * tokens)
+    return loss_sum / total_tokens
+
+
 def train_sft(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     examples: list[tuple[Prompt, str]],
     config: SFTConfig,
     on_step: StepCallback | None = None,
+    accelerator: Accelerator | None = None,
 ) -> dict:
     """Fine-tune `model` in place on (prompt, answer) pairs; returns loss and timing metrics.
 
     `on_step(step, total_steps, {"loss", "lr"})` is called after every optimizer step (step
-    counts from 1).
+    counts from 1). Under `accelerate launch` each process takes its share of every batch
+    (distributed.local_share).
     """
     started = time.monotonic()
+    accelerator = accelerator or make_accelerator()
     tokenized = [tokenize_example(tokenizer, p, a, config.max_length) for p, a in examples]
     # An example whose answer was cut off entirely would make an all-ignored batch (NaN loss).
     tokenized = [t for t in tokenized if any(label != IGNORE_INDEX for label in t[1])]
@@ -80,6 +110,7 @@ def train_sft(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
+    prepared, optimizer = accelerator.prepare(model, optimizer)
     order_rng = torch.Generator().manual_seed(config.seed)
     model.train()
     losses: list[float] = []
@@ -92,16 +123,8 @@ def train_sft(
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = collate(
-                tokenizer, [tokenized[i] for i in order[start : start + config.batch_size]]
-            )
-            batch = {k: v.to(model.device) for k, v in batch.items()}
-            loss = model(**batch).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            losses.append(loss.item())
+            batch = [tokenized[i] for i in order[start : start + config.batch_size]]
+            losses.append(_train_step(accelerator, prepared, optimizer, tokenizer, batch, config))
             if on_step is not None:
                 on_step(step + 1, total, {"loss": losses[-1], "lr": lr})
     model.eval()
@@ -111,6 +134,7 @@ def train_sft(
         "steps": len(losses),
         "losses": losses,
         "examples": len(tokenized),
+        "processes": accelerator.num_processes,
         "seconds": time.monotonic() - started,
         "config": asdict(config),
     }
@@ -128,8 +152,12 @@ def sft_model_dir(
     Training runs in float32 (a GPU's bf16 weights would lose small updates); the save is
     atomic, and a no-op when `out_dir` already exists.
     """
+    accelerator = make_accelerator()
     tokenizer = load_tokenizer(model_dir)
-    model = load_causal_lm(model_dir, device=pick_device(), dtype=torch.float32)
-    metrics = train_sft(model, tokenizer, examples, config, on_step=on_step)
-    save_model(model, tokenizer, out_dir)
+    model = load_causal_lm(model_dir, device=accelerator.device, dtype=torch.float32)
+    metrics = train_sft(model, tokenizer, examples, config, on_step, accelerator)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_model(model, tokenizer, out_dir)
+    accelerator.wait_for_everyone()  # the model is on disk before any process returns
     return metrics

@@ -22,3 +22,15 @@ def test_an_unknown_generation_engine_is_refused_at_start_up(settings):
 def test_no_torch_threads_is_refused(settings):
     settings.TORCH_THREADS = 0
     assert [error.id for error in check_model_settings(None)] == ["labelapp.E002"]
+
+
+def test_no_training_processes_is_refused(settings):
+    settings.TRAINING_PROCESSES = 0
+    assert [error.id for error in check_model_settings(None)] == ["labelapp.E003"]
+
+
+def test_an_accelerate_config_that_is_not_a_file_is_refused(settings, tmp_path):
+    settings.ACCELERATE_CONFIG = str(tmp_path / "missing.yaml")
+    assert [error.id for error in check_model_settings(None)] == ["labelapp.E004"]
+    (tmp_path / "missing.yaml").write_text("distributed_type: MULTI_GPU\n")
+    assert check_model_settings(None) == []
