@@ -51,31 +51,66 @@ def strict_accuracy(rm_dir: Path, held_out: list[tuple[str, list[str]]], prefer)
     return correct / pairs
 
 
+def scores_of(rm_dir: Path, prompts: list[str], answers: dict) -> list[list[float]]:
+    """A reward model's scores of each prompt's answers."""
+    flat = [(p, a) for p in prompts for a in answers[p]]
+    rewards = iter(score_with(rm_dir, [p for p, _ in flat], [a for _, a in flat]))
+    return [[next(rewards) for _ in answers[p]] for p in prompts]
+
+
+def disagreement(members: list[list[float]]) -> float:
+    """How much reward models disagree on the order of one prompt's answers: over the answer
+    pairs, 1 - |mean of their signs| (0: all agree, 1: split evenly)."""
+    values = []
+    for i, j in combinations(range(len(members[0])), 2):
+        signs = [(r[i] > r[j]) - (r[i] < r[j]) for r in members]
+        values.append(1 - abs(sum(signs)) / len(signs))
+    return statistics.mean(values)
+
+
+def choose(mode: str, candidates: list[str], need: int, rm_dirs: list[Path], answers) -> list[str]:
+    """`need` prompts out of `candidates` by the mode's measure (random: the first ones)."""
+    if mode == "random":
+        return candidates[:need]
+    if mode == "uncertain":  # the product's choice: the smallest mean reward gap
+        scores = scores_of(rm_dirs[0], candidates, answers)
+        scored = {
+            i: list(zip(answers[p], r, strict=True))
+            for i, (p, r) in enumerate(zip(candidates, scores, strict=True))
+        }
+        return [candidates[i] for i, _ in least_separated(scored, need)]
+    # ensemble: the most disagreement between reward models trained with different seeds
+    per_member = [scores_of(d, candidates, answers) for d in rm_dirs]
+    split = [disagreement([m[c] for m in per_member]) for c in range(len(candidates))]
+    order = sorted(range(len(candidates)), key=lambda c: -split[c])
+    return [candidates[c] for c in order[:need]]
+
+
 def run(mode: str, seed: int, answers: dict, pool: list[str], held_out, args, prefer, tmp: Path):
     """RM accuracy at each budget for one mode and seed."""
     rng = random.Random(seed)
     unlabeled = list(pool)
     rng.shuffle(unlabeled)
     labeled = [unlabeled.pop() for _ in range(args.start)]
-    config = RewardConfig(epochs=args.rm_epochs, eval_fraction=0.0, seed=seed)
-    rm_dir = tmp / f"{mode}-{seed}-start"
-    train_reward_model(args.base, ranked(labeled, answers, prefer), rm_dir, config)
+    members = args.ensemble if mode == "ensemble" else 1
+
+    def train(tag: str) -> list[Path]:
+        dirs = []
+        for m in range(members):  # member 0 has the seed of the other modes' one model
+            config = RewardConfig(epochs=args.rm_epochs, eval_fraction=0.0, seed=seed + 100 * m)
+            dirs.append(tmp / f"{mode}-{seed}-{tag}-{m}")
+            train_reward_model(args.base, ranked(labeled, answers, prefer), dirs[-1], config)
+        return dirs
+
+    rm_dirs = train("start")
     curve = []
     for budget in args.budgets:
         need = budget - len(labeled)
-        if mode == "random":
-            chosen = unlabeled[:need]
-        else:
-            candidates = unlabeled[: need * args.pool_factor]
-            flat = [(p, a) for p in candidates for a in answers[p]]
-            rewards = iter(score_with(rm_dir, [p for p, _ in flat], [a for _, a in flat]))
-            scored = {i: [(a, next(rewards)) for a in answers[p]] for i, p in enumerate(candidates)}
-            chosen = [candidates[i] for i, _ in least_separated(scored, need)]
+        chosen = choose(mode, unlabeled[: need * args.pool_factor], need, rm_dirs, answers)
         labeled += chosen
         unlabeled = [p for p in unlabeled if p not in set(chosen)]
-        rm_dir = tmp / f"{mode}-{seed}-{budget}"
-        train_reward_model(args.base, ranked(labeled, answers, prefer), rm_dir, config)
-        curve.append(strict_accuracy(rm_dir, held_out, prefer))
+        rm_dirs = train(str(budget))
+        curve.append(strict_accuracy(rm_dirs[0], held_out, prefer))
         print(f"{mode:9} seed {seed} {budget:4} labeled: accuracy {curve[-1]:.3f}", flush=True)
     return curve
 
@@ -97,10 +132,10 @@ def labels_to_reach(budgets: list[int], means: list[float], target: float) -> fl
 
 
 def summarize(budgets: list[int], curves: dict[str, list[list[float]]]) -> None:
-    """Mean ± sd per budget and mode, and the labels uncertain needs for random's accuracy."""
-    seeds = len(curves["random"])
+    """Mean ± sd per budget and mode, and the labels each mode needs for random's accuracy."""
+    seeds = len(next(iter(curves.values())))
     print(f"\nRM held-out accuracy (strict pairs), mean ± sd over {seeds} seeds")
-    print("labeled   random          uncertain")
+    print("labeled" + "".join(f"   {mode:14}" for mode in curves))
     means = {}
     for mode, runs in curves.items():
         means[mode] = [statistics.mean(r[i] for r in runs) for i in range(len(budgets))]
@@ -109,18 +144,19 @@ def summarize(budgets: list[int], curves: dict[str, list[list[float]]]) -> None:
         for mode, runs in curves.items():
             sd = statistics.stdev(r[i] for r in runs) if seeds > 1 else 0.0
             cells.append(f"{means[mode][i]:.3f} ± {sd:.3f}")
-        print(f"{budget:7}   {cells[0]}   {cells[1]}")
-    for i, budget in enumerate(budgets):
-        target = means["random"][i]
-        needed = labels_to_reach(budgets, means["uncertain"], target)
-        if needed is None:
-            print(f"random's {target:.3f} at {budget} labels: uncertain does not reach it")
-        else:
-            change = (needed - budget) / budget
-            print(
-                f"random's {target:.3f} at {budget} labels: uncertain reaches it at about "
-                f"{needed:.0f} ({change:+.0%} labels)"
-            )
+        print(f"{budget:7}   " + "   ".join(cells))
+    for mode in [m for m in curves if m != "random" and "random" in curves]:
+        for i, budget in enumerate(budgets):
+            target = means["random"][i]
+            needed = labels_to_reach(budgets, means[mode], target)
+            if needed is None:
+                print(f"random's {target:.3f} at {budget} labels: {mode} does not reach it")
+            else:
+                change = (needed - budget) / budget
+                print(
+                    f"random's {target:.3f} at {budget} labels: {mode} reaches it at about "
+                    f"{needed:.0f} ({change:+.0%} labels)"
+                )
 
 
 def main() -> None:
@@ -135,6 +171,10 @@ def main() -> None:
     parser.add_argument("--rm-epochs", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--modes", nargs="+", default=["random", "uncertain"], help="random, uncertain, ensemble"
+    )
+    parser.add_argument("--ensemble", type=int, default=3, help="Reward models in `ensemble`.")
     parser.add_argument("--json", help="Write the results here as JSON too.")
     parser.add_argument("--summarize", help="Only print the summary of a --json file.")
     args = parser.parse_args()
@@ -159,7 +199,7 @@ def main() -> None:
     answers = {p: [s["text"] for s in out] for p, out in zip(prompts, samples, strict=True)}
     held_out = ranked(held_out_prompts, answers, prefer)
     print(f"{len(prompts)} prompts answered in {time.monotonic() - started:.0f} s", flush=True)
-    curves = {"random": [], "uncertain": []}
+    curves = {mode: [] for mode in args.modes}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             for mode in curves:
