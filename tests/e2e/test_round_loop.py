@@ -127,6 +127,24 @@ def test_two_rounds_close_the_loop(workers, live_server):
     assert sorted(gaps[str(pk)] for pk in chosen) == sorted(gaps.values())[:2]
     assert sorted(uncertain.prompts.values_list("pk", flat=True)) == sorted(chosen)
 
+    # Trained, its next round chooses again from the same pool with the new reward model.
+    tokens = [issue_token(User.objects.get(username=f"sim{i}")) for i in range(2)]
+    report = simulate(live_server.url, tokens, 2, preference("longer"))  # first in line
+    assert (report.submitted, report.audited, report.errors) == (6, 6, 0)  # and v2's audit
+    report = simulate(live_server.url, tokens, number, preference("longer"))
+    assert (report.submitted, report.errors) == (2, 0)
+    train(uncertain, {"method": "ppo", **PPO})
+    following = wait_for(
+        lambda: LabelingRound.objects.filter(follows_round=uncertain, state="labeling").first(),
+        300,
+        "the uncertain round's next round",
+        workers,
+    )
+    assert following.selection == "uncertain" and following.scored_by.number == 2
+    assert sorted(map(int, following.config["selection"]["gaps"])) == sorted(map(int, gaps))
+    assert len(following.config["selection"]["chosen"]) == 2
+    assert LabelingRound.objects.filter(audit_of=following.policy_version).exists()
+
 
 def test_a_worker_killed_during_reward_training_is_replaced_and_one_version_is_made(
     workers, live_server
