@@ -16,6 +16,7 @@ from labelapp.api.schemas import (
 from labelapp.models import Assignment
 from labelapp.services.assignment import assign_next, completion_texts, skip_assignment
 from labelapp.services.ranking import RankingSubmission, expand_to_comparisons, submit_ranking
+from rlhf_worker.training import dialogue
 
 router = Router(tags=["labeling"])
 ERRORS = {401: Detail, 403: Detail, 422: Invalid}
@@ -29,7 +30,11 @@ def task_payload(assignment: Assignment) -> dict:
     return {
         "assignment_id": assignment.pk,
         "round": assignment.round.number,
-        "prompt": {"id": assignment.prompt_id, "text": assignment.prompt.text},
+        "prompt": {
+            "id": assignment.prompt_id,
+            "text": assignment.prompt.text,
+            "messages": dialogue.parse(assignment.prompt.text) or [],
+        },
         "completions": [
             {"label": label, "id": cid, "text": texts[cid]}
             for label, cid in zip(assignment.labels(), assignment.order, strict=True)

@@ -10,9 +10,19 @@ from rlhf_worker.training.configs import SamplingConfig
 SAMPLING = SamplingConfig()
 
 
+class MessageOut(Schema):
+    role: str = Field(..., description="user or assistant")
+    content: str
+
+
 class PromptOut(Schema):
     id: int
     text: str
+    messages: list[MessageOut] = Field(
+        default_factory=list,
+        description="A dialogue's turns, ending on the user's turn to answer; empty for a "
+        "single prompt (then `text` is the prompt).",
+    )
 
 
 class CompletionOut(Schema):

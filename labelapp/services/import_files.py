@@ -4,8 +4,9 @@ Files are JSONL (one object a line) or CSV (a header row, then one row a line), 
 without a BOM, chosen by their extension. Every row is validated; bad rows are reported by line
 number. Texts are kept exactly as given (HTML included: escaping is the templates' job).
 
-Prompt rows: `prompt` (or `text`), optional `tags`, `id` (or `external_id`), `source`,
-`held_out`. In CSV, `tags` is one cell with the tags separated by ";" (the "," is CSV's own).
+Prompt rows: `prompt` (or `text`, or `messages`: a dialogue's turns, [{role, content}, ...],
+stored as its HH-RLHF text), optional `tags`, `id` (or `external_id`), `source`, `held_out`.
+In CSV, `tags` is one cell with the tags separated by ";" (the "," is CSV's own).
 Pair rows: `prompt`, `chosen`, `rejected` (Anthropic's HH-RLHF and TRL's preference format).
 Other keys and columns are ignored. Nothing here touches the database (services/imports.py does).
 """
@@ -23,6 +24,7 @@ from typing import Any, BinaryIO
 from django.conf import settings
 
 from labelapp.services.errors import InvalidInput
+from rlhf_worker.training import dialogue
 
 EXTENSIONS = (".jsonl", ".csv")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -229,7 +231,12 @@ def _held_out(value: Any) -> bool:
 
 def prompt_row(line: int, record: dict) -> PromptRow:
     """A validated prompt row, or _RowInvalid naming its first problem."""
-    key, text = _one_of(record, "prompt", "text")
+    key, text = _one_of(record, "prompt", "text", "messages")
+    if key == "messages":
+        try:
+            text = dialogue.render(dialogue.check(text))
+        except ValueError as error:
+            raise _RowInvalid(str(error)) from None
     _, external_id = _one_of(record, "id", "external_id")
     if isinstance(external_id, int) and not isinstance(external_id, bool):
         external_id = str(external_id)

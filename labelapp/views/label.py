@@ -18,6 +18,9 @@ from labelapp.services.assignment import (
 )
 from labelapp.services.errors import NotFound, ServiceError
 from labelapp.services.ranking import submit_ranking
+from rlhf_worker.training import dialogue
+
+LONG_TURN_CHARS = 600  # an earlier turn longer than this starts folded
 
 
 @login_required
@@ -51,6 +54,9 @@ def _render_task(
         "error": error,
         "done": done_in_round(request.user, assignment.round),
         "flag_choices": FLAG_CHOICES,
+        # A dialogue's earlier turns, shown as a chat above the turn the answers reply to.
+        "turns": dialogue.parse(assignment.prompt.text) or [],
+        "long_turn": LONG_TURN_CHARS,
     }
     return render(request, "label/task.html", context, status=status)
 

@@ -10,10 +10,10 @@ Token lengths come from the sequences themselves, never from the pad id: an inst
 is often its EOS, and the EOS that ends an answer must be read, scored and trained on.
 """
 
-import re
-
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from rlhf_worker.training import dialogue
 
 PROMPT_TEMPLATE = "### Instruction:\n{prompt}\n\n### Response:\n"
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -34,25 +34,10 @@ def as_messages(prompt: Prompt, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> l
     return messages
 
 
-_HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
-_HH_ROLES = {"Human": "user", "Assistant": "assistant"}
-
-
 def dialogue_turns(text: str) -> Prompt:
-    """An HH-RLHF dialogue ("\n\nHuman: … \n\nAssistant: … \n\nAssistant:") as its turns;
-    any other text as it is. The empty assistant turn it ends on is the answer to write."""
-    if not text.lstrip("\n").startswith("Human:"):
-        return text
-    parts = _HH_TURN.split("\n\n" + text.lstrip("\n"))  # ["", role, content, role, content…]
-    messages = [
-        {"role": _HH_ROLES[role], "content": content.strip()}
-        for role, content in zip(parts[1::2], parts[2::2], strict=True)
-    ]
-    if messages and messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
-        messages.pop()
-    if not messages or messages[-1]["role"] != "user":
-        return text
-    return messages
+    """A stored prompt as a model reads it: an HH-RLHF dialogue ("\n\nHuman: … \n\nAssistant:")
+    as its turns (dialogue.parse), any other text as it is."""
+    return dialogue.parse(text) or text
 
 
 def prompt_key(prompt: Prompt) -> str:

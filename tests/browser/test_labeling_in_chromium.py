@@ -76,3 +76,40 @@ def test_a_half_done_ranking_survives_a_reload(logged_in):
     assert ranked_labels(page) == ["B", "A"]
     page.keyboard.press("Enter")  # incomplete: nothing is sent
     assert Ranking.objects.count() == 0
+
+
+def test_a_dialogue_is_shown_as_turns_and_ranked_by_keyboard(page, live_server):
+    from labelapp.models import Prompt
+    from labelapp.services.rounds import create_round, start_labeling
+    from rlhf_worker.training import dialogue
+
+    turns = [
+        {"role": "user", "content": "My basil keeps wilting. " + HOSTILE},
+        {"role": "assistant", "content": "How often do you water it? " + "Details. " * 100},
+        {"role": "user", "content": "Every day, in a small pot."},
+    ]
+    prompt = Prompt.objects.create(text=dialogue.render(turns))
+    round_ = create_round([prompt], k=2)
+    Completion.objects.bulk_create(
+        Completion(prompt=prompt, round=round_, text=f"answer {i}", source="test") for i in range(2)
+    )
+    start_labeling(round_)
+    make_user("bob", "labelers")
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(live_server.url + "/label/")
+    page.fill("#id_username", "bob")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/label/")
+    assert page.locator(".dialogue .turn").count() == 3
+    assert page.locator(".dialogue .turn.user").count() == 2
+    assert HOSTILE in page.inner_text(".dialogue .turn >> nth=0")  # text, not markup
+    assert page.locator(".dialogue details").count() == 1  # the long turn starts folded
+    assert "Every day" in page.inner_text(".dialogue .turn.current")
+    page.keyboard.press("b")
+    page.keyboard.press("a")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".messages")
+    assert Ranking.objects.get().labels == ["B", "A"]
+    assert dialogs == []

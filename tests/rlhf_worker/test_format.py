@@ -65,3 +65,19 @@ def test_an_hh_rlhf_dialogue_becomes_its_turns():
     # Plain prompts, and text that only looks like a dialogue, stay as they are.
     for text in ("Write a poem about Human: nature.", "\n\nHuman: Hi.\n\nAssistant: Bye."):
         assert dialogue_turns(text) == text
+
+
+def test_an_imported_dialogue_reaches_every_step_as_its_turns():
+    from rlhf_worker.training import dialogue
+    from rlhf_worker.training.format import as_messages, dialogue_turns
+
+    turns = dialogue.check(
+        [
+            {"role": "user", "content": "Plan a trip?"},
+            {"role": "assistant", "content": "Where to?"},
+            {"role": "user", "content": "Lisbon."},
+        ]
+    )
+    stored = dialogue.render(turns)  # what the import stores as the prompt's text
+    system = {"role": "system", "content": "Be brief."}
+    assert as_messages(dialogue_turns(stored), "Be brief.") == [system, *turns]
