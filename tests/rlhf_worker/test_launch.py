@@ -1,5 +1,6 @@
 """Training steps under `accelerate launch`: 2 processes on gloo follow the 1-process run."""
 
+import os
 import time
 from pathlib import Path
 
@@ -52,8 +53,17 @@ def test_the_reward_model_in_two_processes_follows_the_one_process_loss_curve(
     load_reward_model(tmp_path / "two")  # a complete safetensors model
 
 
-def _children_of_this_process() -> list[psutil.Process]:
-    return psutil.Process().children(recursive=True)
+def _launched(work_dir: Path) -> list[psutil.Process]:
+    """The launcher and its trainers: this process's descendants that were given `work_dir` (a
+    test session has others, such as the browser tests' Chromium and Playwright driver)."""
+    processes = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any(str(work_dir) in arg for arg in child.cmdline()):
+                processes.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return processes
 
 
 def _all_gone(processes: list[psutil.Process]) -> bool:
@@ -67,8 +77,8 @@ def test_a_killed_launch_fails_the_step_and_saves_no_model(tiny_model_dir, tmp_p
 
     def kill_the_launcher(step, total, metrics):
         if step == 2:
-            launched.extend(_children_of_this_process())  # the launcher and its 2 trainers
-            launcher = psutil.Process().children()[0]
+            launched.extend(_launched(tmp_path / "work"))  # the launcher and its 2 trainers
+            launcher = next(p for p in launched if p.ppid() == os.getpid())
             launcher.kill()  # as the OOM killer would: its trainers are orphaned
 
     with pytest.raises(LaunchFailedError, match="exited with"):
@@ -95,7 +105,7 @@ def test_an_interrupted_worker_stops_the_launched_processes(tiny_model_dir, tmp_
     launched: list[psutil.Process] = []
 
     def revoke_while_loading(fraction):
-        launched.extend(_children_of_this_process())
+        launched.extend(_launched(tmp_path / "work"))
         raise Revoked
 
     with pytest.raises(Revoked):
@@ -122,7 +132,7 @@ def test_a_launched_step_past_its_timeout_is_stopped(tiny_model_dir, tmp_path):
             {},
             tmp_path / "work",
             settings,
-            heartbeat=lambda fraction: launched.extend(_children_of_this_process()),
+            heartbeat=lambda fraction: launched.extend(_launched(tmp_path / "work")),
         )
     assert launched and _all_gone(launched)
     assert not (tmp_path / "rm").exists()
