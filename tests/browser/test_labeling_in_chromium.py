@@ -10,18 +10,24 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 HOSTILE = "<img src=x onerror=alert('xss')><script>alert('xss')</script>"
 
 
+def log_in(page, live_server, username: str) -> list[str]:
+    """A new labeler signed in on the task page; the list collects any dialog a script opens."""
+    make_user(username, "labelers")
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(live_server.url + "/label/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/label/")
+    return dialogs
+
+
 @pytest.fixture
 def logged_in(page, live_server):
     round_ = make_round(n_prompts=3)
     Completion.objects.filter(round=round_).update(text=HOSTILE + " answer")
-    make_user("alice", "labelers")
-    dialogs = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    page.goto(live_server.url + "/label/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/label/")
+    dialogs = log_in(page, live_server, "alice")
     yield page
     assert dialogs == [], "a script from a completion ran"
 
@@ -94,14 +100,7 @@ def test_a_dialogue_is_shown_as_turns_and_ranked_by_keyboard(page, live_server):
         Completion(prompt=prompt, round=round_, text=f"answer {i}", source="test") for i in range(2)
     )
     start_labeling(round_)
-    make_user("bob", "labelers")
-    dialogs = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(live_server.url + "/label/")
-    page.fill("#id_username", "bob")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/label/")
+    dialogs = log_in(page, live_server, "bob")
     assert page.locator(".dialogue .turn").count() == 3
     assert page.locator(".dialogue .turn.user").count() == 2
     assert HOSTILE in page.inner_text(".dialogue .turn >> nth=0")  # text, not markup
