@@ -190,7 +190,7 @@ def _one_of(record: dict, *keys: str) -> tuple[str, Any]:
     """(key, value) of whichever of the synonym keys is given; both at once is an error."""
     given = [key for key in keys if record.get(key) is not None]
     if len(given) > 1:
-        raise _RowInvalid(f"give {' or '.join(keys)}, not both")
+        raise _RowInvalid(f"give one of {', '.join(given)}, not {len(given)}")
     return (given[0], record[given[0]]) if given else (keys[0], None)
 
 

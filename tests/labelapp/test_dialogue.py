@@ -81,7 +81,7 @@ def test_bad_dialogue_rows_refuse_the_file_and_change_nothing(db):
         "line 2: turn 1: role 'wizard' is not user or assistant",
         "line 3: turn 1 is empty",
         "line 4: messages has 41 turns; at most 32",
-        "line 5: give prompt or text or messages, not both",
+        "line 5: give one of prompt, messages, not 2",
     ]
     assert (db_snapshot(), sorted(Prompt.objects.values_list("text_hash", flat=True))) == before
 

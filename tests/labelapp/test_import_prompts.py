@@ -80,7 +80,7 @@ def test_bad_rows_are_named_by_line_and_nothing_is_written(db):
         "line 6: prompt must be a string",
         "line 7: expected a JSON object {...}",
         "line 8: prompt is longer than 20,000 characters",
-        "line 9: give prompt or text, not both",
+        "line 9: give one of prompt, text, not 2",
     ]
     assert [e.line for e in refused.value.errors] == [2, 4, 5, 6, 7, 8, 9]
     assert unchanged() == before
