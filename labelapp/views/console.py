@@ -134,15 +134,15 @@ def _selection(round_: LabelingRound) -> dict | None:
     """How an uncertain or audit round chose its prompts, for its page."""
     if round_.selection == LabelingRound.Selection.RANDOM:
         return None
-    rewards: dict[int, list] = {}
+    answers: dict[int, list] = {}
     for c in round_.completions.order_by("prompt_id", "-reward").select_related("policy_version"):
-        rewards.setdefault(c.prompt_id, []).append(c)
+        answers.setdefault(c.prompt_id, []).append(c)
     texts = dict(round_.prompts.values_list("id", "text"))
     if round_.selection == LabelingRound.Selection.UNCERTAIN:
         chosen = round_.config.get("selection", {})
         gaps = chosen.get("gaps", {})
         rows = [
-            {"prompt": texts.get(pk, ""), "gap": gaps.get(str(pk)), "answers": rewards.get(pk, [])}
+            {"prompt": texts.get(pk, ""), "gap": gaps.get(str(pk)), "answers": answers.get(pk, [])}
             for pk in chosen.get("chosen", [])
         ]
         pool_gaps = list(gaps.values())
@@ -156,7 +156,7 @@ def _selection(round_: LabelingRound) -> dict | None:
         {
             "prompt": texts.get(item["prompt"], ""),
             "reason": item["reason"],
-            "answers": rewards.get(item["prompt"], []),
+            "answers": answers.get(item["prompt"], []),
         }
         for item in round_.config.get("audit", [])
     ]

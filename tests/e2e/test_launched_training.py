@@ -44,6 +44,12 @@ def _launched(worker: psutil.Process) -> psutil.Process | None:
     return None
 
 
+def _reward_launched(worker: psutil.Process) -> psutil.Process | None:
+    """The launcher of the reward step once that step reports progress, else None."""
+    run = TrainingRun.objects.filter(kind="reward", status="running", progress__gt=0).first()
+    return run and _launched(worker)
+
+
 def test_killing_the_launched_processes_fails_the_step_and_makes_no_version(
     launching_workers, live_server
 ):
@@ -51,11 +57,9 @@ def test_killing_the_launched_processes_fails_the_step_and_makes_no_version(
     round1 = labeled_first_round(launching_workers, live_server)
     train(round1, {"method": "ppo", **PPO, "reward": {"epochs": 80, "batch_size": 1}})
 
-    def reward_under_way():
-        run = TrainingRun.objects.filter(kind="reward", status="running", progress__gt=0).first()
-        return run and _launched(worker)
-
-    launched = wait_for(reward_under_way, 180, "reward training under way", launching_workers)
+    launched = wait_for(
+        lambda: _reward_launched(worker), 180, "reward training under way", launching_workers
+    )
     trainers = launched.children(recursive=True)
     launched.kill()
 
@@ -82,11 +86,9 @@ def test_a_worker_killed_during_a_launched_step_takes_its_processes_and_the_step
     # Long enough to be killed in the middle, short enough to train again after the crash.
     train(round1, {"method": "ppo", **PPO, "reward": {"epochs": 30, "batch_size": 1}})
 
-    def reward_under_way():
-        run = TrainingRun.objects.filter(kind="reward", status="running", progress__gt=0).first()
-        return run and _launched(worker)
-
-    launched = wait_for(reward_under_way, 180, "reward training under way", launching_workers)
+    launched = wait_for(
+        lambda: _reward_launched(worker), 180, "reward training under way", launching_workers
+    )
     orphans = [launched, *launched.children(recursive=True)]
     launching_workers.kill(first)  # SIGKILL: no finally runs in the worker
     _, alive = psutil.wait_procs(orphans, timeout=15)
