@@ -5,11 +5,14 @@ and starts `accelerate launch ... -m rlhf_worker.launch <work_dir>` in its own p
 Every launched process (child) runs the same training function on the same inputs; the
 function shares the work between them (rlhf_worker/training/distributed.py). Rank 0 appends
 each step's progress to `progress.jsonl`, which the parent relays to the run, and writes
-`result.json` atomically once the model is saved. The children never touch the database, and
-the parent never touches CUDA (fork and CUDA do not mix): it only starts, watches and stops.
+`result.json` atomically once every process is through the step (the model saved). The
+children never touch the database, and the parent never touches CUDA (fork and CUDA do not
+mix): it only starts, watches and stops.
 
 If the parent is interrupted (an exception, a time limit, the task revoked) or dies, the process
-group is stopped; a child that fails makes the step fail with the tail of the launch log.
+group is stopped; a child that fails before result.json makes the step fail, with the end of
+what each process printed (their own logs, under `ranks/`) and of the launch log. A failure
+after result.json (gloo can abort a process in the teardown) is logged, and the step stands.
 
 Django-free on both sides: the worker's settings come in as a LaunchSettings.
 """
@@ -17,7 +20,9 @@ Django-free on both sides: the worker's settings come in as a LaunchSettings.
 import ctypes
 import dataclasses
 import json
+import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -40,8 +45,10 @@ TRAINING_FUNCTIONS = frozenset(
 CONFIG_MODULE = "rlhf_worker.training.configs"
 HEARTBEAT_SECONDS = 1.0  # the parent tells the run it is alive at least this often
 STOP_GRACE_SECONDS = 10.0  # SIGTERM, then SIGKILL after this long
+REPORT_CHARS = 1800  # of the logs in a failed step's error (a failed round keeps 2,000 chars)
 
 StepCallback = Callable[[int, int, dict], None]
+logger = logging.getLogger(__name__)
 
 
 class LaunchFailedError(RuntimeError):
@@ -89,8 +96,13 @@ def accelerate_launch(settings: LaunchSettings) -> list[str]:
 
 
 def launch_command(settings: LaunchSettings, work_dir: Path) -> list[str]:
-    """The command line of a launched step: every process runs this module on `work_dir`."""
-    return [*accelerate_launch(settings), "-m", "rlhf_worker.launch", str(work_dir)]
+    """The command line of a launched step: every process runs this module on `work_dir`.
+
+    Each process's stdout and stderr also go to files of their own under `work_dir/ranks`
+    (torchrun's --tee), so that a failure can name what the failing process printed.
+    """
+    ranks = ["--tee", "3", "--log_dir", str(work_dir / "ranks")]
+    return [*accelerate_launch(settings), *ranks, "-m", "rlhf_worker.launch", str(work_dir)]
 
 
 def _encode(value):
@@ -234,14 +246,49 @@ def launch_training(
         finally:
             _stop(proc)
     result = work / "result.json"
-    if proc.returncode != 0 or not result.exists():
-        tail = (work / "launch.log").read_bytes()[-4000:].decode(errors="replace")
+    if not result.exists():
         raise LaunchFailedError(
-            f"accelerate launch exited with {proc.returncode} (log: {work / 'launch.log'}):\n{tail}"
+            f"accelerate launch exited with {proc.returncode} (log: {work / 'launch.log'}):\n"
+            + failure_report(work)
+        )
+    if proc.returncode != 0:  # after every process finished the step: in the teardown
+        logger.warning(
+            "the launched step completed, then accelerate launch exited with %s:\n%s",
+            proc.returncode,
+            failure_report(work),
         )
     metrics = json.loads(result.read_text())
     shutil.rmtree(work, ignore_errors=True)
     return metrics
+
+
+def _last_lines(path: Path, chars: int) -> str:
+    """The last lines of a log that fit in `chars`, without colours and progress bars."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", path.read_bytes()[-64_000:].decode(errors="replace"))
+    lines = [line.strip() for line in re.split(r"[\r\n]+", text)]
+    lines = [line for line in lines if line and "%|" not in line]
+    kept: list[str] = []
+    for line in reversed(lines):
+        if sum(map(len, kept)) + len(kept) + len(line) > chars:
+            break
+        kept.append(line)
+    if not kept and lines:
+        kept = [lines[-1][-chars:]]
+    return "\n".join(reversed(kept))
+
+
+def failure_report(work_dir: Path, chars: int = REPORT_CHARS) -> str:
+    """What a failed launch printed, in about `chars`: the end of each process's stderr that
+    has any (the exception or the abort message of the process that failed first), then the
+    end of the launcher's own log (which processes failed, with which exit codes)."""
+    logs = sorted(work_dir.glob("ranks/**/attempt_*/*/stderr.log"))
+    logs = [log for log in logs if log.stat().st_size] + [work_dir / "launch.log"]
+    parts = []
+    for log in logs:
+        if log.exists() and (text := _last_lines(log, chars // len(logs))):
+            name = f"rank {log.parent.name}" if log.name == "stderr.log" else "launcher"
+            parts.append(f"[{name}] {text}")
+    return "\n".join(parts)
 
 
 def run_launched_step(work_dir: Path) -> None:
@@ -273,9 +320,12 @@ def run_launched_step(work_dir: Path) -> None:
     if state.is_main_process:
         kwargs["on_step"] = on_step
     result = function(*_decode(spec["args"]), **kwargs)
+    state.wait_for_everyone()  # every process is through the step's last collective
     if state.is_main_process:
         _write_atomically(work_dir / "result.json", json.dumps(result))
-    state.wait_for_everyone()
+    # Every process leaves the group before it exits. Even so, gloo can abort a process whose
+    # peer closed its connections first; result.json already says the step is complete.
+    state.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -138,6 +138,50 @@ def test_a_launched_step_past_its_timeout_is_stopped(tiny_model_dir, tmp_path):
     assert not (tmp_path / "rm").exists()
 
 
+def test_a_failed_launch_says_what_the_failing_process_printed(tiny_model_dir, tmp_path):
+    odd = PPOConfig(steps=1, batch_size=3, mini_batch_size=3)  # 3 prompts do not split in 2
+    with pytest.raises(LaunchFailedError) as failed:
+        launch_training(
+            train_ppo,
+            (tiny_model_dir, tiny_model_dir, ["a", "b", "c"], tmp_path / "policy", odd),
+            {},
+            tmp_path / "work",
+            TWO,
+        )
+    message = str(failed.value)
+    assert "[rank 0]" in message and "[rank 1]" in message and "[launcher]" in message
+    # The processes' own error, not only the launcher's traceback.
+    assert "ValueError: batch_size and mini_batch_size must be multiples of the 2" in message
+    assert not (tmp_path / "policy").exists()
+
+
+def test_a_process_that_aborts_after_the_step_completed_leaves_the_step_standing(
+    tiny_model_dir, tmp_path, monkeypatch, caplog
+):
+    # Rank 1 aborts as it exits, after the step, as gloo can abort a process whose peer
+    # closed its connections first.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import atexit, os\n"
+        "if os.environ.get('LOCAL_RANK') == '1':\n"
+        "    atexit.register(os.abort)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    with caplog.at_level("WARNING", logger="rlhf_worker.launch"):
+        result = launch_training(
+            train_reward_model,
+            (tiny_model_dir, preference_data(6), tmp_path / "rm", RewardConfig(epochs=1)),
+            {},
+            tmp_path / "work",
+            TWO,
+        )
+    assert result["processes"] == 2
+    load_reward_model(tmp_path / "rm")
+    assert "the launched step completed, then accelerate launch exited with 1" in caplog.text
+    assert "SIGABRT" in caplog.text
+
+
 def test_a_launched_step_runs_only_training_functions(tmp_path):
     with pytest.raises(ValueError, match="not a training function"):
         launch_training(print, (), {}, tmp_path / "work", TWO)
