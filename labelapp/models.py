@@ -256,6 +256,12 @@ class Ranking(models.Model):
     # Completion ids best -> worst, and the labels the labeler pressed (for position-bias checks).
     order = models.JSONField()
     labels = models.JSONField()
+    # Groups of completion ids the labeler ranked equally good (2+ each, contiguous in order);
+    # empty for a strict order. Comparisons are only between groups.
+    tied = models.JSONField(default=list, blank=True)
+    # Every answer unacceptable: no order and no comparisons; the labeler's demonstration (a
+    # better answer) is required instead, and feeds SFT.
+    all_bad = models.BooleanField(default=False)
     flags = models.JSONField(default=dict, blank=True, help_text="{completion id: [flag, ...]}")
     quality = models.PositiveSmallIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)

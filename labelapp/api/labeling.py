@@ -61,7 +61,7 @@ def post_ranking(request: HttpRequest, assignment_id: int, body: RankingIn):
     submission = RankingSubmission(**body.dict())
     ranking, created = submit_ranking(require_labeler(request), assignment_id, submission)
     # The pairs were written with the ranking, in the same transaction: count them, don't query.
-    comparisons = len(expand_to_comparisons(ranking.order))
+    comparisons = len(expand_to_comparisons(ranking.order, ranking.tied))
     payload = {"ranking_id": ranking.pk, "comparisons": comparisons}
     return Status((201 if created else 200), payload)
 

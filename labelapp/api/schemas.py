@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from ninja import Field, Schema
-from pydantic import BaseModel, ConfigDict, StrictInt
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt
 
 from rlhf_worker.training.configs import SamplingConfig
 
@@ -40,10 +40,17 @@ class TaskOut(Schema):
 
 
 class RankingIn(Schema):
-    ranking: list[str] = Field(
-        ...,
-        description="Labels best -> worst, e.g. ['C','A','D','B'].",
-        examples=[["C", "A", "D", "B"]],
+    ranking: list[str | list[str]] = Field(
+        default_factory=list,
+        description=(
+            "Labels best -> worst, e.g. ['C','A','D','B']; a list inside it is a tie, answers "
+            "ranked equally good: ['C',['A','D'],'B']. Empty when all_bad."
+        ),
+        examples=[["C", "A", "D", "B"], ["C", ["A", "D"], "B"]],
+    )
+    all_bad: StrictBool = Field(
+        False,
+        description="Every answer is unacceptable: no ranking, and a demonstration is required.",
     )
     flags: dict[str, list[str]] = Field(default_factory=dict, description="{label: [flag, ...]}")
     # Strict: JSON true is not the integer 1.

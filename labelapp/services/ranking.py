@@ -1,9 +1,14 @@
-"""Submitting a ranking: validate it, map labels back to completions, store it and its pairs."""
+"""Submitting a ranking: validate it, map labels back to completions, store it and its pairs.
+
+A ranking lists labels best -> worst; an element may be a list of labels the labeler ranked
+equally good (a tie group), e.g. ["C", ["A", "D"], "B"]. A plain list of labels is a strict
+order. Comparisons are only between groups. "All bad" (every answer unacceptable) comes with
+no ranking, stores no comparisons, and needs a demonstration.
+"""
 
 import hashlib
 import json
 from dataclasses import dataclass, field
-from itertools import combinations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -29,34 +34,81 @@ _MARK_SUBMITTED = (
 class RankingSubmission:
     """What a labeler sends: labels best -> worst, and optional metadata."""
 
-    ranking: list = field(default_factory=list)
+    ranking: list = field(default_factory=list)  # labels or tie groups (lists of labels)
     flags: dict = field(default_factory=dict)  # {label: [flag, ...]}
     quality: int | None = None
     demonstration: str = ""
     time_spent_ms: int | None = None
     client_submission_id: str = ""
+    all_bad: bool = False
 
 
-def expand_to_comparisons(order: list[int]) -> list[tuple[int, int]]:
-    """All C(K,2) (chosen, rejected) pairs implied by an order best -> worst."""
-    return list(combinations(order, 2))
+def groups_of(order: list, tied: list[list]) -> list[list]:
+    """An order best -> worst as its groups: each tie group where its first member is, every
+    other item alone. groups_of([3, 1, 4, 2], [[1, 4]]) == [[3], [1, 4], [2]]."""
+    group = {item: g for g in tied for item in g}
+    groups: list[list] = []
+    for item in order:
+        if item not in group:
+            groups.append([item])
+        elif item == group[item][0]:
+            groups.append(list(group[item]))
+    return groups
+
+
+def expand_to_comparisons(order: list[int], tied: list[list[int]] = ()) -> list[tuple[int, int]]:
+    """The (chosen, rejected) pairs implied by an order best -> worst: all C(K,2) of a strict
+    order; with tie groups, only the pairs of items in different groups."""
+    groups = groups_of(order, list(tied))
+    return [
+        (better, worse)
+        for i, upper in enumerate(groups)
+        for lower in groups[i + 1 :]
+        for better in upper
+        for worse in lower
+    ]
+
+
+def _canonical_ranking(ranking: object, labels: list[str]) -> list:
+    """The ranking with every tie group as a sorted list and single labels as strings (so that
+    the same decision always hashes the same), or InvalidInput naming the first problem."""
+    shown = ", ".join(labels)
+    if not isinstance(ranking, list) or not all(
+        isinstance(x, str) or (isinstance(x, list) and all(isinstance(y, str) for y in x))
+        for x in ranking
+    ):
+        raise InvalidInput(
+            f"ranking must be a list of labels ({shown}) best first, a tie as a list of labels"
+        )
+    if any(x == [] for x in ranking):
+        raise InvalidInput("a tie group in the ranking is empty")
+    flat = [y for x in ranking for y in ([x] if isinstance(x, str) else x)]
+    unknown = [x for x in flat if x not in labels]
+    if unknown:
+        raise InvalidInput(f"unknown label {unknown[0]!r}: this task shows {shown}")
+    repeated = sorted({x for x in flat if flat.count(x) > 1})
+    if repeated:
+        raise InvalidInput(f"label {repeated[0]} appears more than once in the ranking")
+    missing = [x for x in labels if x not in flat]
+    if missing:
+        raise InvalidInput(f"the ranking must list all of {shown}; missing {', '.join(missing)}")
+    if len(ranking) < 2:
+        raise InvalidInput(
+            "a ranking with everything tied compares nothing: rank at least two groups, "
+            "mark all bad with a better answer, or skip the task"
+        )
+    return [x if isinstance(x, str) else x[0] if len(x) == 1 else sorted(x) for x in ranking]
 
 
 def _validated(submission: RankingSubmission, labels: list[str]) -> RankingSubmission:
-    """The submission with flags normalized, or InvalidInput naming the first problem."""
-    shown = ", ".join(labels)
-    ranking = submission.ranking
-    if not isinstance(ranking, list) or not all(isinstance(x, str) for x in ranking):
-        raise InvalidInput(f"ranking must be a list of labels ({shown}), best first")
-    unknown = [x for x in ranking if x not in labels]
-    if unknown:
-        raise InvalidInput(f"unknown label {unknown[0]!r}: this task shows {shown}")
-    repeated = sorted({x for x in ranking if ranking.count(x) > 1})
-    if repeated:
-        raise InvalidInput(f"label {repeated[0]} appears more than once in the ranking")
-    missing = [x for x in labels if x not in ranking]
-    if missing:
-        raise InvalidInput(f"the ranking must list all of {shown}; missing {', '.join(missing)}")
+    """The submission with ranking and flags normalized, or InvalidInput naming the first
+    problem."""
+    all_bad = submission.all_bad
+    if not isinstance(all_bad, bool):
+        raise InvalidInput("all_bad must be true or false")
+    if all_bad and submission.ranking:
+        raise InvalidInput("an all-bad submission has no ranking: send one or the other")
+    ranking = [] if all_bad else _canonical_ranking(submission.ranking, labels)
 
     flags = submission.flags if submission.flags is not None else {}
     if not isinstance(flags, dict):
@@ -92,8 +144,13 @@ def _validated(submission: RankingSubmission, labels: list[str]) -> RankingSubmi
         raise InvalidInput(
             f"the demonstration is longer than {settings.DEMONSTRATION_MAX_CHARS} characters"
         )
+    if all_bad and not demonstration.strip():
+        raise InvalidInput(
+            "all bad needs a better answer in demonstration (or skip the task with a reason)"
+        )
     return RankingSubmission(
-        ranking=list(ranking),
+        ranking=ranking,
+        all_bad=all_bad,
         flags=normalized,
         quality=quality,
         demonstration=demonstration.strip(),
@@ -110,6 +167,8 @@ def _payload_hash(submission: RankingSubmission) -> str:
         "quality": submission.quality,
         "demonstration": submission.demonstration,
     }
+    if submission.all_bad:  # only then: the hashes of decisions stored before it stay valid
+        decision["all_bad"] = True
     return hashlib.sha256(json.dumps(decision, sort_keys=True).encode()).hexdigest()
 
 
@@ -119,7 +178,8 @@ def submit_ranking(
 ) -> tuple[Ranking, bool]:
     """Store the labeler's ranking of an assignment; return (ranking, created).
 
-    The Ranking, its C(K,2) Comparisons and any Demonstration are written in one transaction.
+    The Ranking, its Comparisons (C(K,2) for a strict order, fewer with ties, none when all
+    bad) and any Demonstration are written in one transaction.
     Sending the same decision again returns the stored ranking with created=False; a different
     one is a Conflict. Nothing is written when anything is wrong.
     """
@@ -135,7 +195,11 @@ def submit_ranking(
     check_open_for_work(assignment, now)
 
     by_label = dict(zip(assignment.labels(), assignment.order, strict=True))
-    order = [by_label[label] for label in clean.ranking]
+    groups = [
+        [by_label[x]] if isinstance(x, str) else [by_label[y] for y in x] for x in clean.ranking
+    ]
+    order = [cid for group in groups for cid in group]
+    tied = [group for group in groups if len(group) > 1]
     spent = clean.time_spent_ms
     if spent is None and assignment.reserved_at is not None:
         spent = min(int((now - assignment.reserved_at).total_seconds() * 1000), MAX_TIME_SPENT_MS)
@@ -144,7 +208,9 @@ def submit_ranking(
         assignment_id=assignment.pk,
         labeler_id=labeler.pk,
         order=order,
-        labels=clean.ranking,
+        labels=[y for x in clean.ranking for y in ([x] if isinstance(x, str) else x)],
+        tied=tied,
+        all_bad=clean.all_bad,
         flags={str(by_label[label]): names for label, names in clean.flags.items()},
         quality=clean.quality,
         time_spent_ms=spent,
@@ -152,12 +218,12 @@ def submit_ranking(
         client_submission_id=clean.client_submission_id,
         created_at=now,
     )
-    pairs = expand_to_comparisons(order)
-    rows = ", ".join(["(%s, %s, %s)"] * len(pairs))
-    sql.execute(
-        f"{_INSERT_COMPARISONS} {rows}",
-        [v for chosen, rejected in pairs for v in (ranking.pk, chosen, rejected)],
-    )
+    if pairs := expand_to_comparisons(order, tied):
+        rows = ", ".join(["(%s, %s, %s)"] * len(pairs))
+        sql.execute(
+            f"{_INSERT_COMPARISONS} {rows}",
+            [v for chosen, rejected in pairs for v in (ranking.pk, chosen, rejected)],
+        )
     if clean.demonstration:
         Demonstration.objects.create(
             prompt_id=assignment.prompt_id,
