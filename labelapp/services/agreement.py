@@ -1,31 +1,58 @@
 """Agreement between labelers who ranked the same prompt (overlap > 1).
 
-A ranking is a list of completion ids, best first. Two rankings of a prompt agree on a
-completion pair when they put its two completions in the same order.
+A ranking is a list best first whose items are completion ids or, for answers ranked equally
+good, lists of them (tie groups; services.ranking.groups_of makes them). Two rankings of a
+prompt agree on a completion pair when they order its two completions the same way: both the
+same direction, or both tied, counts 1; one tied and the other not counts a half; opposite
+directions count 0.
 """
 
 from collections import defaultdict
 from itertools import combinations
 
 from labelapp.models import LabelingRound, Ranking
+from labelapp.services.ranking import groups_of
+
+Ranked = list  # [cid | [cid, ...], ...], best first
 
 
-def pairwise_agreement(orders: list[list[int]]) -> tuple[int, int]:
-    """(agreeing, total) completion-pair judgements over every pair of rankings of one prompt."""
-    agree = total = 0
-    for first, second in combinations(orders, 2):
-        position = {cid: i for i, cid in enumerate(second)}
-        for better, worse in combinations(first, 2):
-            if better in position and worse in position:
+def _levels(ranking: Ranked) -> dict[int, int]:
+    """{completion id: its group's place, 0 for the best}."""
+    return {
+        cid: place
+        for place, item in enumerate(ranking)
+        for cid in (item if isinstance(item, list) else [item])
+    }
+
+
+def _sign(x: int) -> int:
+    return (x > 0) - (x < 0)
+
+
+def _agreement(first: int, second: int) -> float:
+    """Two judgements of one pair (+1 first better, -1 second better, 0 tied): 1, ½ or 0."""
+    if first == second:
+        return 1.0
+    return 0.5 if first == 0 or second == 0 else 0.0
+
+
+def pairwise_agreement(rankings: list[Ranked]) -> tuple[float, int]:
+    """(agreeing, total) completion-pair judgements over every two rankings of one prompt; a
+    tie against a direction agrees by half."""
+    agree, total = 0.0, 0
+    for first, second in combinations([_levels(r) for r in rankings], 2):
+        for a, b in combinations(sorted(first, key=first.get), 2):
+            if a in second and b in second:
                 total += 1
-                agree += position[better] < position[worse]
+                agree += _agreement(_sign(first[b] - first[a]), _sign(second[b] - second[a]))
     return agree, total
 
 
-def kendall_tau(first: list[int], second: list[int]) -> float:
+def kendall_tau(first: Ranked, second: Ranked) -> float:
     """Kendall's τ of two rankings over the items both rank: 1 identical, −1 reversed.
 
-    Rankings have no ties, so τ = (concordant − discordant) / pairs = 2·agree/pairs − 1.
+    τ = (concordant − discordant) / pairs = 2·agree/pairs − 1, a tie against a direction being
+    half of each (τ-b's correction for ties is left out: it hardly moves K ≤ 8).
     Raises ValueError when they share fewer than two items.
     """
     agree, total = pairwise_agreement([first, second])
@@ -34,23 +61,21 @@ def kendall_tau(first: list[int], second: list[int]) -> float:
     return (2 * agree - total) / total
 
 
-def majority_agreement(own: list[int], others: list[list[int]]) -> tuple[int, int]:
+def majority_agreement(own: Ranked, others: list[Ranked]) -> tuple[float, int]:
     """(matching, counted) pair judgements of `own` against the majority of `others`.
 
-    For every completion pair `own` ranks, the others that rank both vote on its direction; a
-    pair they tie on (or none of them ranks) is not counted.
+    For every completion pair `own` ranks, the others that rank both vote on its direction (a
+    tie votes for neither); a pair the votes tie on (or none of them ranks) is not counted. A
+    tie of `own` against the majority's direction matches by half.
     """
-    positions = [{cid: i for i, cid in enumerate(order)} for order in others]
-    matching = counted = 0
-    for better, worse in combinations(own, 2):
-        votes = sum(
-            1 if pos[better] < pos[worse] else -1
-            for pos in positions
-            if better in pos and worse in pos
-        )
+    mine = _levels(own)
+    levels = [_levels(order) for order in others]
+    matching, counted = 0.0, 0
+    for a, b in combinations(sorted(mine, key=mine.get), 2):
+        votes = sum(_sign(lv[b] - lv[a]) for lv in levels if a in lv and b in lv)
         if votes:
             counted += 1
-            matching += votes > 0
+            matching += _agreement(_sign(mine[b] - mine[a]), _sign(votes))
     return matching, counted
 
 
@@ -61,12 +86,12 @@ def agreement_summary(round_: LabelingRound) -> dict:
     "agreement": share of them two labelers agree on, "kendall_tau": mean τ over every two
     rankings of the same prompt}; the last two are None without overlapped prompts.
     """
-    by_prompt: dict[int, list[list[int]]] = defaultdict(list)
-    rows = Ranking.objects.filter(assignment__round=round_).values_list(
-        "assignment__prompt_id", "order"
+    by_prompt: dict[int, list[Ranked]] = defaultdict(list)
+    rows = Ranking.objects.filter(assignment__round=round_, all_bad=False).values_list(
+        "assignment__prompt_id", "order", "tied"
     )
-    for prompt_id, order in rows:
-        by_prompt[prompt_id].append(order)
+    for prompt_id, order, tied in rows:
+        by_prompt[prompt_id].append(groups_of(order, tied))
     overlapped = agree = total = 0
     taus: list[float] = []
     for orders in by_prompt.values():

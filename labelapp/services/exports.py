@@ -12,6 +12,7 @@ from pathlib import Path
 
 from labelapp.models import Comparison, Completion, LabelingRound, Ranking
 from labelapp.services.errors import InvalidInput, ServiceError
+from labelapp.services.ranking import groups_of
 
 FORMATS = ("trl",)  # what GET /api/v1/rounds/{id}/export serves
 HF_FORMATS = ("dataset", "parquet")
@@ -51,19 +52,31 @@ def training_comparisons(round_number: int) -> list[tuple[str, str, str]]:
     )
 
 
-def training_rankings(round_number: int) -> list[tuple[str, list[str]]]:
+def training_rankings(round_number: int) -> list[tuple]:
     """Every ranking up to this round as (prompt, completions best -> worst), held-out prompts
-    excluded: what the reward model trains on (the K-wise form of the same comparisons)."""
+    and all-bad submissions excluded: what the reward model trains on (the K-wise form of the
+    same comparisons). A ranking with ties comes as (prompt, completions, group of each
+    completion), equal groups tied: the reward model's RankedExample."""
     rows = list(
         Ranking.objects.filter(
-            assignment__round__number__lte=round_number, assignment__prompt__held_out=False
+            assignment__round__number__lte=round_number,
+            assignment__prompt__held_out=False,
+            all_bad=False,
         )
         .order_by("id")
-        .values_list("assignment__prompt__text", "order")
+        .values_list("assignment__prompt__text", "order", "tied")
     )
-    ids = {cid for _, order in rows for cid in order}
+    ids = {cid for _, order, _ in rows for cid in order}
     texts = dict(Completion.objects.filter(pk__in=ids).values_list("id", "text"))
-    return [(prompt, [texts[cid] for cid in order]) for prompt, order in rows]
+    examples: list[tuple] = []
+    for prompt, order, tied in rows:
+        completions = [texts[cid] for cid in order]
+        if not tied:
+            examples.append((prompt, completions))
+            continue
+        groups = groups_of(order, tied)
+        examples.append((prompt, completions, [g for g, group in enumerate(groups) for _ in group]))
+    return examples
 
 
 def comparisons_as_trl_jsonl(round_: LabelingRound) -> Iterator[str]:
@@ -75,8 +88,10 @@ def comparisons_as_trl_jsonl(round_: LabelingRound) -> Iterator[str]:
 def rankings_as_jsonl(round_: LabelingRound) -> Iterator[str]:
     """One JSON line per ranking: who ranked which completions how, with flags and timings.
 
-    `completions` are best -> worst; `labels` are the letters the labeler pressed in that order;
-    `flags` are keyed by completion id.
+    `completions` are best -> worst; `ties` are the groups of completion ids ranked equally good
+    (empty for a strict order); `labels` are the letters the labeler pressed in that order;
+    `flags` are keyed by completion id. An `all_bad` line rejected every answer: its
+    `completions` are the answers shown, in no order, and `demonstration` is the better one.
     """
     rows = (
         Ranking.objects.filter(assignment__round=round_)
@@ -87,6 +102,9 @@ def rankings_as_jsonl(round_: LabelingRound) -> Iterator[str]:
             "assignment__prompt__text",
             "labeler__username",
             "order",
+            "tied",
+            "all_bad",
+            "assignment__order",
             "labels",
             "flags",
             "quality",
@@ -98,16 +116,20 @@ def rankings_as_jsonl(round_: LabelingRound) -> Iterator[str]:
     )
     while batch := list(islice(rows, CHUNK_SIZE)):
         # One query for the texts of a whole batch of rankings, not one per ranking.
-        ids = {cid for row in batch for cid in row[4]}
+        ids = {cid for row in batch for cid in row[4] + row[7]}
         texts = dict(Completion.objects.filter(pk__in=ids).values_list("id", "text"))
-        for pk, prompt_id, prompt, labeler, order, labels, flags, *rest in batch:
-            quality, time_spent_ms, created_at, demonstration = rest
+        for pk, prompt_id, prompt, labeler, order, tied, all_bad, shown, *rest in batch:
+            labels, flags, quality, time_spent_ms, created_at, demonstration = rest
             line = {
                 "round": round_.number,
                 "ranking_id": pk,
                 "prompt": {"id": prompt_id, "text": prompt},
                 "labeler": labeler,
-                "completions": [{"id": cid, "text": texts[cid]} for cid in order],
+                "completions": [
+                    {"id": cid, "text": texts[cid]} for cid in (shown if all_bad else order)
+                ],
+                "ties": tied,
+                "all_bad": all_bad,
                 "labels": labels,
                 "flags": flags,
                 "quality": quality,

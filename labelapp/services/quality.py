@@ -13,26 +13,28 @@ from django.utils.text import Truncator
 
 from labelapp.models import LABELS, Assignment, Completion, LabelingRound, Ranking
 from labelapp.services.agreement import agreement_summary, majority_agreement
+from labelapp.services.ranking import groups_of
 from labelapp.services.selection import agreement_with_rewards
 
 PROMPT_PREVIEW_CHARS = 120
 FLAGGED_LIMIT = 100
 
 
-def _majority_by_labeler(rows: list[tuple[int, int, int, list[int]]]) -> dict[int, list[int]]:
+def _majority_by_labeler(rows: list[tuple[int, int, int, list]]) -> dict[int, list[float]]:
     """{labeler id: [matching, counted]} over every prompt of a round ranked by 2+ labelers.
 
-    `rows` are (labeler id, round id, prompt id, order); see majority_agreement for the rule.
+    `rows` are (labeler id, round id, prompt id, ranking as groups); see majority_agreement for
+    the rule.
     """
-    by_prompt: dict[tuple[int, int], list[tuple[int, list[int]]]] = defaultdict(list)
-    for labeler_id, round_id, prompt_id, order in rows:
-        by_prompt[round_id, prompt_id].append((labeler_id, order))
-    totals: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    by_prompt: dict[tuple[int, int], list[tuple[int, list]]] = defaultdict(list)
+    for labeler_id, round_id, prompt_id, groups in rows:
+        by_prompt[round_id, prompt_id].append((labeler_id, groups))
+    totals: dict[int, list[float]] = defaultdict(lambda: [0, 0])
     for rankings in by_prompt.values():
         if len(rankings) < 2:
             continue
         for i, (labeler_id, own) in enumerate(rankings):
-            others = [order for j, (_, order) in enumerate(rankings) if j != i]
+            others = [groups for j, (_, groups) in enumerate(rankings) if j != i]
             matching, counted = majority_agreement(own, others)
             totals[labeler_id][0] += matching
             totals[labeler_id][1] += counted
@@ -46,7 +48,8 @@ def labeler_stats(round_: LabelingRound | None = None) -> list[dict]:
     "total" (done + skipped), "skip_rate" (skipped / total), "median_time_ms" (of rankings with a
     time, else None), "majority_agreement" (share of their pair judgements that match the
     majority of the other labelers of the same prompt, ties left out; None without overlap),
-    "majority_pairs" (the judgements that share is over), "flags_given" (flag names they set)}.
+    "majority_pairs" (the judgements that share is over), "flags_given" (flag names they set),
+    "with_ties" (rankings with a tie), "all_bad" (submissions that rejected every answer)}.
     Two queries.
     """
     assignments = Assignment.objects.filter(
@@ -70,17 +73,26 @@ def labeler_stats(round_: LabelingRound | None = None) -> list[dict]:
             "assignment__round_id",
             "assignment__prompt_id",
             "order",
+            "tied",
+            "all_bad",
             "flags",
             "time_spent_ms",
         )
     )
     times: dict[int, list[int]] = defaultdict(list)
     flags_given: Counter[int] = Counter()
-    for labeler_id, _, _, _, flags, spent in rows:
+    ties: Counter[int] = Counter()
+    all_bad: Counter[int] = Counter()
+    ranked = []
+    for labeler_id, round_id, prompt_id, order, tied, bad, flags, spent in rows:
         if spent is not None:
             times[labeler_id].append(spent)
         flags_given[labeler_id] += sum(len(names) for names in flags.values())
-    majority = _majority_by_labeler([row[:4] for row in rows])
+        ties[labeler_id] += bool(tied)
+        all_bad[labeler_id] += bad
+        if not bad:
+            ranked.append((labeler_id, round_id, prompt_id, groups_of(order, tied)))
+    majority = _majority_by_labeler(ranked)
 
     stats = []
     for row in counts:
@@ -99,6 +111,8 @@ def labeler_stats(round_: LabelingRound | None = None) -> list[dict]:
                 "majority_agreement": matching / counted if counted else None,
                 "majority_pairs": counted,
                 "flags_given": flags_given[labeler_id],
+                "with_ties": ties[labeler_id],
+                "all_bad": all_bad[labeler_id],
             }
         )
     return stats
@@ -108,14 +122,17 @@ def position_bias(round_: LabelingRound) -> dict:
     """How often each shown position (A, B, ...) was ranked first, over the round's rankings.
 
     Positions are shuffled per assignment, so with no bias each gets about 1/K of the firsts.
+    Over the rankings with one best answer (not all bad, no tie at the top).
     {"rankings": n, "counts": {"A": n, ...}, "shares": {"A": share, ...} (0.0 with no rankings),
     "max_over_expected": the largest share × K (1.0 uniform, K always the same position; None
     with no rankings)}. One query.
     """
     counts = dict.fromkeys(LABELS[: round_.k], 0)
-    firsts = Ranking.objects.filter(assignment__round=round_).values_list("labels", flat=True)
-    for labels in firsts:
-        if labels:
+    rows = Ranking.objects.filter(assignment__round=round_, all_bad=False).values_list(
+        "labels", "order", "tied"
+    )
+    for labels, order, tied in rows:
+        if labels and not any(order[0] in group for group in tied):  # one answer ranked best
             counts[labels[0]] = counts.get(labels[0], 0) + 1
     n = sum(counts.values())
     shares = {label: count / n if n else 0.0 for label, count in counts.items()}
@@ -197,7 +214,7 @@ def audit_results(versions: list) -> dict[int, dict]:
     }
     rankings = defaultdict(list)
     for round_id, order in Ranking.objects.filter(
-        assignment__round__in=rounds.values()
+        assignment__round__in=rounds.values(), all_bad=False
     ).values_list("assignment__round", "order"):
         rankings[round_id].append(order)
     completions = {
