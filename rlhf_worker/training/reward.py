@@ -3,10 +3,12 @@
 One batch element is one ranking: the K completions of a prompt go through the model together,
 and the loss averages -log σ(r_better - r_worse) over all C(K,2) pairs of that ranking
 (Ouyang et al. 2022, eq. 1). K forwards give C(K,2) comparisons, instead of 2·C(K,2) forwards
-for the same pairs expanded one by one.
+for the same pairs expanded one by one. Answers a labeler tied make no pair: a ranking with ties
+averages over its pairs across groups only.
 """
 
 import hashlib
+import itertools
 import random
 import time
 from collections.abc import Callable
@@ -29,8 +31,14 @@ from rlhf_worker.training.distributed import global_sums, local_share, make_acce
 from rlhf_worker.training.finetune import add_lora, merge_lora, train_top_layers, unwrap
 from rlhf_worker.training.format import Prompt, encode_exchange, pad_right, prompt_key
 
-# One labeled example: a prompt and its completions ranked best -> worst (K >= 2).
-RankedExample = tuple[Prompt, list[str]]
+# One labeled example: a prompt and its completions ranked best -> worst (K >= 2), and
+# optionally each completion's group (0 the best; equal groups are tied). Without groups, the
+# order is strict: groups 0, 1, ..., K-1.
+RankedExample = tuple[Prompt, list[str]] | tuple[Prompt, list[str], list[int]]
+
+
+def _groups(example: RankedExample) -> list[int]:
+    return list(example[2]) if len(example) > 2 else list(range(len(example[1])))
 
 
 def encode_for_reward(
@@ -137,30 +145,48 @@ def score_with(
     return score_completions(model, load_tokenizer(reward_dir), prompts, completions).tolist()
 
 
-def kwise_ranking_loss(rewards: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def _ranked_pairs(
+    rewards: torch.Tensor, valid: torch.Tensor | None, groups: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(r_better - r_worse [B, C(K,2)] over column pairs i < j, which of them are pairs)."""
+    k = rewards.shape[1]
+    better, worse = torch.triu_indices(k, k, offset=1, device=rewards.device)
+    margins = rewards[:, better] - rewards[:, worse]
+    pair_valid = None if valid is None else valid[:, better] & valid[:, worse]
+    if groups is not None:  # tied completions (the same group) make no pair
+        apart = groups[:, better] < groups[:, worse]
+        pair_valid = apart if pair_valid is None else pair_valid & apart
+    return margins, pair_valid
+
+
+def kwise_ranking_loss(
+    rewards: torch.Tensor, valid: torch.Tensor | None = None, groups: torch.Tensor | None = None
+) -> torch.Tensor:
     """InstructGPT's loss for a batch of rankings.
 
     rewards: [B, K], column i the reward of the completion ranked i-th (best first).
     valid:   [B, K] bool, False where a ranking has fewer than K completions (padding).
-    Each ranking contributes the mean of -log σ(r_i - r_j) over its pairs i < j; the batch loss
-    is the mean over rankings, so every prompt weighs the same whatever its K.
+    groups:  [B, K] int, each completion's group (non-decreasing along a row; equal = tied);
+             None for strict orders.
+    Each ranking contributes the mean of -log σ(r_i - r_j) over its pairs i < j of different
+    groups; the batch loss is the mean over rankings, so every prompt weighs the same whatever
+    its K.
     """
-    k = rewards.shape[1]
-    better, worse = torch.triu_indices(k, k, offset=1, device=rewards.device)
-    pair_losses = -torch.nn.functional.logsigmoid(rewards[:, better] - rewards[:, worse])
-    if valid is None:
+    margins, pair_valid = _ranked_pairs(rewards, valid, groups)
+    pair_losses = -torch.nn.functional.logsigmoid(margins)
+    if pair_valid is None:
         return pair_losses.mean()
-    pair_valid = (valid[:, better] & valid[:, worse]).to(rewards.dtype)  # [B, C(K,2)]
+    pair_valid = pair_valid.to(rewards.dtype)  # [B, C(K,2)]
     per_ranking = (pair_losses * pair_valid).sum(1) / pair_valid.sum(1).clamp(min=1)
     return per_ranking.mean()
 
 
-def pairwise_accuracy(rewards: torch.Tensor, valid: torch.Tensor) -> tuple[int, int]:
+def pairwise_accuracy(
+    rewards: torch.Tensor, valid: torch.Tensor, groups: torch.Tensor | None = None
+) -> tuple[int, int]:
     """(correctly ordered pairs, pairs) of a batch of rankings scored by the model."""
-    k = rewards.shape[1]
-    better, worse = torch.triu_indices(k, k, offset=1, device=rewards.device)
-    pair_valid = valid[:, better] & valid[:, worse]
-    correct = (rewards[:, better] > rewards[:, worse]) & pair_valid
+    margins, pair_valid = _ranked_pairs(rewards, valid, groups)
+    correct = (margins > 0) & pair_valid
     return int(correct.sum()), int(pair_valid.sum())
 
 
@@ -171,22 +197,25 @@ def is_held_out(prompt: Prompt, fraction: float) -> bool:
 
 
 def _forward(model, tokenizer, batch: list[RankedExample], max_length: int, device=None):
-    """Rewards [B, Kmax] for a batch of rankings, in one forward of all their completions."""
-    kmax = max(len(completions) for _, completions in batch)
-    prompts = [p for p, completions in batch for _ in completions]
-    completions = [c for _, completions in batch for c in completions]
+    """(rewards, valid, groups), each [B, Kmax], for a batch of rankings, in one forward of all
+    their completions."""
+    kmax = max(len(example[1]) for example in batch)
+    prompts = [example[0] for example in batch for _ in example[1]]
+    completions = [c for example in batch for c in example[1]]
     enc = encode_for_reward(tokenizer, prompts, completions, max_length)
     device = device or model.device
     flat = sequence_scores(model, **{k: v.to(device) for k, v in enc.items()})  # [sum K]
     rewards = flat.new_zeros(len(batch), kmax)
     valid = torch.zeros(len(batch), kmax, dtype=torch.bool, device=flat.device)
+    groups = torch.zeros(len(batch), kmax, dtype=torch.long, device=flat.device)
     start = 0
-    for row, (_, completions) in enumerate(batch):
-        k = len(completions)
+    for row, example in enumerate(batch):
+        k = len(example[1])
         rewards[row, :k] = flat[start : start + k]
         valid[row, :k] = True
+        groups[row, :k] = torch.tensor(_groups(example))
         start += k
-    return rewards, valid
+    return rewards, valid, groups
 
 
 @torch.no_grad()
@@ -210,9 +239,9 @@ def evaluate_reward_model(
     all_rewards: list[float] = []
     for start in range(0, len(examples), config.batch_size):
         batch = examples[start : start + config.batch_size]
-        rewards, valid = _forward(model, tokenizer, batch, config.max_length)
-        loss_sum += float(kwise_ranking_loss(rewards, valid)) * len(batch)
-        c, n = pairwise_accuracy(rewards, valid)
+        rewards, valid, groups = _forward(model, tokenizer, batch, config.max_length)
+        loss_sum += float(kwise_ranking_loss(rewards, valid, groups)) * len(batch)
+        c, n = pairwise_accuracy(rewards, valid, groups)
         correct, pairs = correct + c, pairs + n
         all_rewards += rewards[valid].float().cpu().tolist()
     count = len(examples)
@@ -234,13 +263,15 @@ def evaluate_reward_model(
 def _train_step(accelerator, scorer, optimizer, tokenizer, batch, config) -> dict:
     """One optimizer step on a global batch of rankings; its loss and accuracy over the batch."""
     share, weight = local_share(accelerator, batch)
-    rewards, valid = _forward(scorer, tokenizer, share, config.max_length, accelerator.device)
-    loss = kwise_ranking_loss(rewards, valid)
+    rewards, valid, groups = _forward(
+        scorer, tokenizer, share, config.max_length, accelerator.device
+    )
+    loss = kwise_ranking_loss(rewards, valid, groups)
     optimizer.zero_grad(set_to_none=True)
     accelerator.backward(loss * weight)
     accelerator.clip_grad_norm_(scorer.parameters(), config.max_grad_norm)
     optimizer.step()
-    correct, pairs = pairwise_accuracy(rewards.detach(), valid)
+    correct, pairs = pairwise_accuracy(rewards.detach(), valid, groups)
     counted = weight > 0  # a stand-in example of an empty share counts nowhere
     loss_sum, correct, pairs = global_sums(
         accelerator, loss.item() * len(share) * counted, correct * counted, pairs * counted
@@ -267,7 +298,8 @@ def train_reward_model(
     accelerator = make_accelerator()
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)  # noqa: S311 (shuffling, not security)
-    examples = [(p, list(c)) for p, c in examples if len(c) >= 2]
+    # Every ranking with at least two groups (one with everything tied compares nothing).
+    examples = [(e[0], list(e[1]), _groups(e)) for e in examples if len(set(_groups(e))) >= 2]
     train = [e for e in examples if not is_held_out(e[0], config.eval_fraction)]
     held_out = [e for e in examples if is_held_out(e[0], config.eval_fraction)]
     if not train:
@@ -307,7 +339,9 @@ def train_reward_model(
         "processes": accelerator.num_processes,
         "train_rankings": len(train),
         "held_out_rankings": len(held_out),
-        "train_pairs": sum(len(c) * (len(c) - 1) // 2 for _, c in train),
+        "train_pairs": sum(
+            a < b for _, _, groups in train for a, b in itertools.combinations(groups, 2)
+        ),
         "steps": history,
         "train_loss_first": history[0]["loss"],
         "train_loss_last": history[-1]["loss"],

@@ -119,3 +119,37 @@ def test_a_round_without_overlap_has_no_agreement(labeler, labeling_round):
         "kendall_tau": None,
     }
     assert round_agreement(labeling_round) is None
+
+
+def test_a_tie_against_a_direction_agrees_by_half():
+    # 1 > (2 = 3) > 4 against the strict 1 > 2 > 3 > 4: five pairs agree, the pair (2, 3) by
+    # half: 5.5 of 6; two identical ties agree fully.
+    assert pairwise_agreement([[1, [2, 3], 4], [1, 2, 3, 4]]) == (5.5, 6)
+    assert pairwise_agreement([[1, [2, 3], 4], [1, [3, 2], 4]]) == (6.0, 6)
+    # (1 = 2) > 3 against 2 > 1 > 3: (1, 2) half; (1, 3) and (2, 3) agree: 2.5 of 3.
+    assert pairwise_agreement([[[1, 2], 3], [2, 1, 3]]) == (2.5, 3)
+    assert kendall_tau([[1, 2], 3], [2, 1, 3]) == pytest.approx(2 / 3)
+
+
+def test_majority_agreement_counts_an_own_tie_as_half_and_ties_of_others_as_no_vote():
+    # Others: 1 > 2 twice; a tie of 3 and 4 by one, 4 > 3 by the other: votes 4 over 3.
+    others = [[1, 2, [3, 4]], [1, 2, 4, 3]]
+    # Own: (1 = 2) > 3 > 4: (1, 2) half; 1 > 3, 1 > 4, 2 > 3, 2 > 4 match; 3 > 4 does not.
+    assert majority_agreement([[1, 2], 3, 4], others) == (4.5, 6)
+
+
+def test_the_round_summary_reads_ties_and_leaves_out_all_bad(labeler):
+    round_ = make_round(n_prompts=1, overlap=3)
+    (prompt,) = round_.prompts.all()
+    a = assign_next(labeler)
+    by_index = sorted(a.order)
+    label = {cid: LABELS[a.order.index(cid)] for cid in a.order}
+    ranking = [label[by_index[0]], [label[by_index[1]], label[by_index[2]]], label[by_index[3]]]
+    submit_ranking(labeler, a.pk, RankingSubmission(ranking=ranking))
+    rank(make_user("bob"), prompt, [0, 1, 2, 3])
+    carol = make_user("carol")
+    b = assign_next(carol)
+    submit_ranking(carol, b.pk, RankingSubmission(all_bad=True, demonstration="Better."))
+    summary = agreement_summary(round_)
+    assert (summary["prompts"], summary["pairs"]) == (1, 6)
+    assert summary["agreement"] == pytest.approx(5.5 / 6)

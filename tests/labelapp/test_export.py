@@ -4,7 +4,7 @@ import sys
 import datasets
 import pytest
 
-from labelapp.models import Comparison
+from labelapp.models import Comparison, Completion
 from labelapp.services import exports
 from labelapp.services.assignment import assign_next
 from labelapp.services.errors import InvalidInput
@@ -160,3 +160,30 @@ def test_exports_take_a_bounded_number_of_queries(
         assert list(rankings_as_jsonl(round_)) == rankings
     with django_assert_max_num_queries(3):
         save_comparisons_hf(round_, tmp_path / "hf")
+
+
+def test_ties_and_all_bad_in_every_export(labeler):
+    round_ = make_round(n_prompts=2)
+    tie = assign_next(labeler)
+    by_label = dict(zip("ABCD", tie.order, strict=True))
+    submit_ranking(labeler, tie.pk, RankingSubmission(ranking=["C", ["A", "D"], "B"]))
+    bad = assign_next(labeler)
+    submit_ranking(labeler, bad.pk, RankingSubmission(all_bad=True, demonstration="Mine."))
+
+    # TRL: the tied pair and the all-bad task give no rows; 5 of the tie's 6 pairs remain.
+    trl = [json.loads(line) for line in comparisons_as_trl_jsonl(round_)]
+    text = dict(Completion.objects.filter(pk__in=tie.order).values_list("id", "text"))
+    assert len(trl) == 5
+    assert {(r["chosen"], r["rejected"]) for r in trl}.isdisjoint(
+        {(text[by_label["A"]], text[by_label["D"]]), (text[by_label["D"]], text[by_label["A"]])}
+    )
+    # Raw: the groups are kept; all bad lists the answers shown, and the better one.
+    first, second = (json.loads(line) for line in rankings_as_jsonl(round_))
+    assert first["ties"] == [[by_label["A"], by_label["D"]]] and not first["all_bad"]
+    assert second["all_bad"] and second["ties"] == [] and second["labels"] == []
+    assert sorted(c["id"] for c in second["completions"]) == sorted(bad.order)
+    assert second["demonstration"] == "Mine."
+    # What the reward model trains on: the tie with its groups; all bad is not there.
+    (example,) = exports.training_rankings(round_.number)
+    assert example[2] == [0, 1, 1, 2]
+    assert example[1] == [text[by_label[x]] for x in "CADB"]

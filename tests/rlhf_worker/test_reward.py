@@ -9,6 +9,7 @@ from rlhf_worker.training.artifacts import load_reward_model, load_tokenizer
 from rlhf_worker.training.reward import (
     RewardConfig,
     kwise_ranking_loss,
+    pairwise_accuracy,
     score_completions,
     train_reward_model,
 )
@@ -45,6 +46,25 @@ def test_padding_of_a_shorter_ranking_does_not_change_its_loss():
     valid = torch.tensor([[True, True, False]])
     assert float(kwise_ranking_loss(padded, valid)) == pytest.approx(
         float(kwise_ranking_loss(pair))
+    )
+
+
+def test_tied_completions_make_no_pair_in_the_loss_or_the_accuracy():
+    # 2.0 > (0.5 = 1.0) > -1.0: the tied pair (0.5, 1.0) is left out, 5 pairs remain.
+    rewards = torch.tensor([[2.0, 0.5, 1.0, -1.0]])
+    valid = torch.ones(1, 4, dtype=torch.bool)
+    groups = torch.tensor([[0, 1, 1, 2]])
+    r = rewards[0].tolist()
+    pairs = [(0, 1), (0, 2), (0, 3), (1, 3), (2, 3)]
+    expected = sum(-logsig(r[i] - r[j]) for i, j in pairs) / 5
+    assert float(kwise_ranking_loss(rewards, valid, groups)) == pytest.approx(expected, rel=1e-6)
+    # Scored 0.5 below 1.0, the tied pair would be a wrong order; it is no pair at all.
+    assert pairwise_accuracy(rewards, valid, groups) == (5, 5)
+    assert pairwise_accuracy(rewards, valid) == (5, 6)
+    # Groups 0, 1, 2, 3 are a strict order: the same loss as without groups.
+    strict = torch.tensor([[0, 1, 2, 3]])
+    assert float(kwise_ranking_loss(rewards, valid, strict)) == pytest.approx(
+        float(kwise_ranking_loss(rewards, valid))
     )
 
 
@@ -92,3 +112,13 @@ def test_top_layers_trains_only_the_last_layers_and_the_head(tiny_model_dir, tmp
     assert any(name.startswith("model.layers.1.") for name in changed)
     assert not any(name.startswith(("model.layers.0.", "model.embed_tokens")) for name in changed)
     assert metrics["trainable_parameters"] < sum(t.numel() for t in before.values()) / 2
+
+
+def test_rankings_with_ties_train_on_their_pairs_across_groups(tiny_model_dir, tmp_path):
+    data = preference_data(40)
+    tied = [(p, c, [0, 1, 1, 2]) for p, c in data]  # the middle two answers tied
+    all_tied = [(p, c, [0, 0, 0, 0]) for p, c in preference_data(5, seed=1)]  # compares nothing
+    config = RewardConfig(epochs=1, batch_size=8, eval_fraction=0.3)
+    metrics = train_reward_model(tiny_model_dir, tied + all_tied, tmp_path / "rm", config)
+    assert metrics["train_rankings"] + metrics["held_out_rankings"] == 40
+    assert metrics["eval_pairs"] == 5 * metrics["held_out_rankings"]  # C(4,2) - 1 tied pair
