@@ -281,3 +281,19 @@ def test_quality_pages_show_the_labelers(admin_client, ranked_round):
     page = admin_client.get(reverse("console:round", args=[ranked_round.pk])).content.decode()
     assert "alice" in page and "No prompt was ranked by two labelers" in page
     assert "alice" in admin_client.get(reverse("console:quality")).content.decode()
+
+
+def test_the_quality_page_counts_each_labeler_s_ties_and_all_bad(admin_client, labeler):
+    round_ = make_round(n_prompts=3)
+    for submission in (
+        RankingSubmission(ranking=["A", ["B", "C"], "D"]),
+        RankingSubmission(all_bad=True, demonstration="Better."),
+        RankingSubmission(all_bad=True, demonstration="Better still."),
+    ):
+        submit_ranking(labeler, assign_next(labeler).pk, submission)
+    stats = admin_client.get(reverse("console:round", args=[round_.pk])).context["quality"]
+    (alice,) = stats["labelers"]
+    assert (alice["done"], alice["with_ties"], alice["all_bad"]) == (3, 1, 2)
+    page = admin_client.get(reverse("console:quality")).content.decode()
+    assert "<th>With ties</th><th>All bad</th>" in page
+    assert "<td>1</td><td>2</td></tr>" in page
