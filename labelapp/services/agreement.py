@@ -52,7 +52,7 @@ def kendall_tau(first: Ranked, second: Ranked) -> float:
     """Kendall's τ of two rankings over the items both rank: 1 identical, −1 reversed.
 
     τ = (concordant − discordant) / pairs = 2·agree/pairs − 1, a tie against a direction being
-    half of each (τ-b's correction for ties is left out: it hardly moves K ≤ 8).
+    half of each (not τ-b: its correction for ties is not applied).
     Raises ValueError when they share fewer than two items.
     """
     agree, total = pairwise_agreement([first, second])
