@@ -18,10 +18,13 @@ POSITION_NAMES = ["Best", "2nd", "3rd", "4th", "5th", "6th", "7th", "8th"]
 
 
 class RankingForm(forms.Form):
-    """`rank_1` (best) ... `rank_K` (worst) each pick a label; flags and metadata are optional.
+    """`rank_1` (best) ... `rank_K` (worst) each pick a label; `tie_2` ... `tie_K` tie a position
+    with the one above; the "All bad" button (`all_bad`) sends no ranking, only a better answer.
+    Flags and metadata are optional.
 
-    The form only parses types; whether the ranking is a permutation, and every other rule, is
-    checked by services.ranking.submit_ranking, exactly as for the API.
+    The form only parses types and builds the ranking (tie groups as lists); whether it is a
+    permutation, and every other rule, is checked by services.ranking.submit_ranking, exactly as
+    for the API.
     """
 
     quality = forms.TypedChoiceField(
@@ -36,8 +39,10 @@ class RankingForm(forms.Form):
         required=False,
         max_length=settings.DEMONSTRATION_MAX_CHARS,
         widget=forms.Textarea(attrs={"rows": 5}),
-        label="Write a better answer (optional)",
+        label="Write a better answer (optional; required for all bad)",
     )
+    # Sent by the "All bad" submit button, not rendered as a field.
+    all_bad = forms.BooleanField(required=False)
     time_spent_ms = forms.IntegerField(
         required=False, min_value=0, max_value=MAX_TIME_SPENT_MS, widget=forms.HiddenInput
     )
@@ -51,6 +56,10 @@ class RankingForm(forms.Form):
             self.fields[f"rank_{i}"] = forms.ChoiceField(
                 choices=choices, required=False, label=POSITION_NAMES[i - 1]
             )
+            if i > 1:  # no tie_1: nothing is above the best
+                self.fields[f"tie_{i}"] = forms.BooleanField(
+                    required=False, label="tied with the one above"
+                )
         for label in labels:
             self.fields[f"flags_{label}"] = forms.MultipleChoiceField(
                 choices=FLAG_CHOICES,
@@ -59,18 +68,40 @@ class RankingForm(forms.Form):
                 label=f"Problems with {label}",
             )
 
-    def rank_fields(self) -> list[forms.BoundField]:
-        return [self[f"rank_{i}"] for i in range(1, len(self.labels) + 1)]
+    def rank_rows(self) -> list[tuple[forms.BoundField, forms.BoundField | None]]:
+        """Each position's select with its tie checkbox (None for the best)."""
+        return [
+            (self[f"rank_{i}"], self[f"tie_{i}"] if i > 1 else None)
+            for i in range(1, len(self.labels) + 1)
+        ]
 
     def flag_field(self, label: str) -> forms.BoundField:
         return self[f"flags_{label}"]
 
+    def clean(self) -> dict:
+        """Add `ranking`: the picked labels best -> worst, a position whose tie box is checked
+        joining the group above (["C", ["A", "D"], "B"]); empty when all bad."""
+        data = super().clean()
+        groups: list[list[str]] = []
+        for i in range(1, len(self.labels) + 1):
+            label = data.get(f"rank_{i}")
+            if not label:
+                continue  # the service names what is missing
+            if data.get(f"tie_{i}") and groups:
+                groups[-1].append(label)
+            else:
+                groups.append([label])
+        data["ranking"] = (
+            [] if data.get("all_bad") else [g[0] if len(g) == 1 else g for g in groups]
+        )
+        return data
+
     def submission(self) -> RankingSubmission:
         """The cleaned form as the service's input (call after is_valid())."""
         data = self.cleaned_data
-        ranking = [data[f"rank_{i}"] for i in range(1, len(self.labels) + 1)]
         return RankingSubmission(
-            ranking=[label for label in ranking if label],
+            ranking=data["ranking"],
+            all_bad=data["all_bad"],
             flags={label: data[f"flags_{label}"] for label in self.labels},
             quality=data["quality"],
             demonstration=data["demonstration"],

@@ -88,7 +88,8 @@ def _refused(
 @labeler_required
 @require_POST
 def rank(request: HttpRequest, assignment_id: int) -> HttpResponse:
-    """Submit a ranking from the task page's form, then go to the next task."""
+    """Submit a ranking (or "all bad" with a better answer) from the task page's form, then go
+    to the next task."""
     assignment = own_assignment(request.user, assignment_id)
     if assignment is None:
         return _refused(request, None, NotFound(f"assignment {assignment_id} not found"))
@@ -97,10 +98,11 @@ def rank(request: HttpRequest, assignment_id: int) -> HttpResponse:
         error = "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
         return _render_task(request, assignment, form, error, status=422)
     try:
-        _, created = submit_ranking(request.user, assignment_id, form.submission())
+        ranking, created = submit_ranking(request.user, assignment_id, form.submission())
     except ServiceError as exc:
         return _refused(request, assignment, exc, form)
-    messages.success(request, "Ranking saved." if created else "Ranking was already saved.")
+    what = "All bad: your better answer" if ranking.all_bad else "Ranking"
+    messages.success(request, f"{what} saved." if created else f"{what} was already saved.")
     return redirect("label:task")
 
 

@@ -1,12 +1,13 @@
 """The task page and its plain-form posts: the same rules as the API, without JavaScript."""
 
+import re
 from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
-from labelapp.models import Assignment, Completion, Demonstration, Ranking
+from labelapp.models import Assignment, Comparison, Completion, Demonstration, Ranking
 from labelapp.services.assignment import assign_next, skip_assignment
 from tests.conftest import db_snapshot, make_round
 
@@ -70,6 +71,7 @@ def test_a_plain_form_submit_stores_the_ranking_and_shows_the_next_task(browser,
     assert 'id="done-count">1<' in response.content.decode()
 
 
+NO_BETTER_ANSWER = "all bad needs a better answer"
 BAD_FORMS = [
     ("missing label", form_data("CAD"), 422, "missing B"),
     ("repeated label", form_data("CADD"), 422, "more than once"),
@@ -80,6 +82,9 @@ BAD_FORMS = [
     ("negative time", form_data(time_spent_ms="-5"), 422, "greater than or equal to 0"),
     ("unknown flag", form_data(flags_A=["rude"]), 422, "valid choice"),
     ("demonstration too long", form_data(demonstration="x" * 10_001), 422, "at most 10000"),
+    ("everything tied", form_data(tie_2="on", tie_3="on", tie_4="on"), 422, "everything tied"),
+    ("all bad, no better answer", form_data(all_bad="1"), 422, NO_BETTER_ANSWER),
+    ("all bad, blank", form_data("", all_bad="1", demonstration=" \n "), 422, NO_BETTER_ANSWER),
 ]
 
 
@@ -92,6 +97,83 @@ def test_a_bad_form_is_shown_again_with_the_error_and_changes_nothing(
     assert response.status_code == status
     assert message in response.content.decode()
     assert response.context["assignment"].pk == shown.pk  # same task, the labeler's input kept
+    assert db_snapshot() == before
+
+
+def test_the_page_has_a_tie_box_below_the_best_and_an_all_bad_button(browser, shown):
+    page = browser.get("/label/").content.decode()
+    assert 'name="tie_1"' not in page  # nothing is above the best
+    for i in (2, 3, 4):
+        assert f'name="tie_{i}"' in page
+    assert "tied with the one above" in page
+    assert 'name="all_bad" value="1"' in page and 'data-all-bad=""' in page
+
+
+def test_tie_boxes_join_a_position_to_the_group_above(browser, shown):
+    label_of = dict(zip("ABCD", shown.order, strict=True))
+    response = browser.post(
+        f"/label/assignments/{shown.pk}/rank", form_data("CADB", tie_2="on"), follow=True
+    )
+    ranking = Ranking.objects.get()
+    assert ranking.tied == [[label_of["A"], label_of["C"]]]  # the service sorts a group
+    assert ranking.labels == list("ACDB") and not ranking.all_bad
+    assert Comparison.objects.count() == 5  # C(4,2) less the tied pair
+    assert b"Ranking saved." in response.content
+
+
+def test_two_tie_boxes_in_a_row_make_one_group_of_three(browser, shown):
+    label_of = dict(zip("ABCD", shown.order, strict=True))
+    browser.post(f"/label/assignments/{shown.pk}/rank", form_data("CADB", tie_3="on", tie_4="on"))
+    ranking = Ranking.objects.get()
+    assert ranking.tied == [[label_of["A"], label_of["B"], label_of["D"]]]
+    assert Comparison.objects.count() == 3  # C above each of the three
+
+
+def test_a_posted_tie_1_is_ignored(browser, shown):
+    browser.post(f"/label/assignments/{shown.pk}/rank", form_data("CADB", tie_1="on"))
+    ranking = Ranking.objects.get()
+    assert ranking.labels == list("CADB") and ranking.tied == []
+    assert Comparison.objects.count() == 6
+
+
+def test_the_all_bad_button_stores_all_bad_with_the_better_answer_and_no_pairs(browser, shown):
+    response = browser.post(
+        f"/label/assignments/{shown.pk}/rank",
+        form_data("CA", all_bad="1", demonstration="A better answer."),  # the selects are ignored
+        follow=True,
+    )
+    ranking = Ranking.objects.get()
+    assert ranking.all_bad and ranking.order == [] and ranking.tied == []
+    assert Comparison.objects.count() == 0
+    assert Demonstration.objects.get().text == "A better answer."
+    assert b"All bad: your better answer saved." in response.content
+    assert response.context["assignment"].pk != shown.pk
+
+
+def test_all_bad_without_a_better_answer_keeps_the_page_as_it_was(browser, shown):
+    before = db_snapshot()
+    response = browser.post(
+        f"/label/assignments/{shown.pk}/rank",
+        form_data("CA", tie_2="on", all_bad="1", quality="3", flags_B=["harmful"]),
+    )
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert 'role="alert" id="error">Not saved: all bad needs a better answer' in page
+    assert 'data-all-bad="1"' in page  # the script comes back in all-bad mode
+    assert '<details class="demonstration" open>' in page
+    assert re.search(r'<input type="checkbox" name="tie_2"[^>]* checked>', page)
+    assert re.search(r'name="quality" value="3"[^>]* checked>', page)
+    assert re.search(r'name="flags_B" value="harmful"[^>]* checked>', page)
+    assert db_snapshot() == before
+
+
+def test_a_tie_in_a_two_answer_task_is_refused(browser, db):
+    make_round(n_prompts=1, k=2)
+    shown = browser.get("/label/").context["assignment"]
+    before = db_snapshot()
+    response = browser.post(f"/label/assignments/{shown.pk}/rank", form_data("BA", tie_2="on"))
+    assert response.status_code == 422
+    assert "everything tied compares nothing" in response.content.decode()
     assert db_snapshot() == before
 
 
