@@ -39,6 +39,7 @@ from rlhf_worker.training.bootstrap import load_bootstrap_corpus
 from rlhf_worker.training.generate import SamplingConfig, sample_completions
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import (
+    RankedExample,
     RewardConfig,
     is_held_out,
     reward_texts,
@@ -206,14 +207,16 @@ def generate_phase(
 
 
 def reward_phase(
-    device: torch.device, base: Path, rankings: list[tuple[str, list[str]]], out: Path, args
+    device: torch.device, base: Path, rankings: list[RankedExample], out: Path, args
 ) -> Row:
     config = RewardConfig(epochs=args.rm_epochs, batch_size=args.rm_batch_size)
     reward, seconds, peak = measure(device, lambda: train_reward_model(base, rankings, out, config))
-    train = [r for r in rankings if not is_held_out(r[0], config.eval_fraction)]
+    train = [r for r in rankings if not is_held_out(r.prompt, config.eval_fraction)]
     tokenizer = load_tokenizer(base)
     texts = reward_texts(
-        tokenizer, [p for p, cs in train for _ in cs], [c for _, cs in train for c in cs]
+        tokenizer,
+        [r.prompt for r in train for _ in r.completions],
+        [c for r in train for c in r.completions],
     )
     encoded = tokenizer(texts, truncation=True, max_length=config.max_length)["input_ids"]
     tokens = sum(map(len, encoded)) * args.rm_epochs  # what the training forwards read
@@ -285,7 +288,7 @@ def main() -> None:
         rows = [row]
         # 2. Reward model on rankings by a simple preference: shorter is better.
         rankings = [
-            (p, sorted((c["text"] for c in cs), key=len))
+            RankedExample(p, sorted((c["text"] for c in cs), key=len))
             for p, cs in zip(prompts, completions, strict=True)
         ]
         rows.append(reward_phase(device, base, rankings, tmp / "rm", args))

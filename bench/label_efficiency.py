@@ -32,7 +32,12 @@ from bench.loop_learns import prompts_pool  # noqa: E402
 from labelapp.management.simulation import preference  # noqa: E402
 from labelapp.services.selection import least_separated  # noqa: E402
 from rlhf_worker.training.generate import SamplingConfig, generate_completions  # noqa: E402
-from rlhf_worker.training.reward import RewardConfig, score_with, train_reward_model  # noqa: E402
+from rlhf_worker.training.reward import (  # noqa: E402
+    RankedExample,
+    RewardConfig,
+    score_with,
+    train_reward_model,
+)
 
 
 def strict_accuracy(rm_dir: Path, held_out: list[tuple[str, list[str]]], prefer) -> float:
@@ -99,7 +104,8 @@ def run(mode: str, seed: int, answers: dict, pool: list[str], held_out, args, pr
         for m in range(members):  # member 0 has the seed of the other modes' one model
             config = RewardConfig(epochs=args.rm_epochs, eval_fraction=0.0, seed=seed + 100 * m)
             dirs.append(tmp / f"{mode}-{seed}-{tag}-{m}")
-            train_reward_model(args.base, ranked(labeled, answers, prefer), dirs[-1], config)
+            examples = [RankedExample(p, r) for p, r in ranked(labeled, answers, prefer)]
+            train_reward_model(args.base, examples, dirs[-1], config)
         return dirs
 
     rm_dirs = train("start")

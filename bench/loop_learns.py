@@ -36,6 +36,7 @@ from rlhf_worker.training.format import encode_prompt
 from rlhf_worker.training.generate import SamplingConfig, generate_completions
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import (
+    RankedExample,
     RewardConfig,
     is_held_out,
     score_completions,
@@ -195,7 +196,8 @@ def main() -> None:
             for prompt, answers in zip(prompts, samples, strict=True):
                 texts = [a["text"] for a in answers]
                 rankings.append((prompt, sorted(texts, key=lambda t: -prefer(prompt, t))))
-            rm = train_reward_model(versions[-1], rankings, Path(tmp) / f"rm{number}", rm_config)
+            examples = [RankedExample(prompt, ranked) for prompt, ranked in rankings]
+            rm = train_reward_model(versions[-1], examples, Path(tmp) / f"rm{number}", rm_config)
             ppo = train_ppo(
                 versions[-1],
                 Path(tmp) / f"rm{number}",

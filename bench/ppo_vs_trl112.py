@@ -65,7 +65,12 @@ from rlhf_worker.training.artifacts import (
 from rlhf_worker.training.format import encode_prompt, format_prompt
 from rlhf_worker.training.generate import SamplingConfig, generate_completions
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
-from rlhf_worker.training.reward import RewardConfig, score_completions, train_reward_model
+from rlhf_worker.training.reward import (
+    RankedExample,
+    RewardConfig,
+    score_completions,
+    train_reward_model,
+)
 
 if TYPE_CHECKING:
     from trl.experimental.ppo import PPOConfig as TRLPPOConfig
@@ -511,7 +516,7 @@ def main() -> None:
             base, train_prompts, SamplingConfig(k=4, max_new_tokens=config.max_new_tokens)
         )
         rankings = [
-            (p, sorted((a["text"] for a in answers), key=lambda t, p=p: -prefer(p, t)))
+            RankedExample(p, sorted((a["text"] for a in answers), key=lambda t, p=p: -prefer(p, t)))
             for p, answers in zip(train_prompts, samples, strict=True)
         ]
         rm = train_reward_model(base, rankings, tmp / "rm", RewardConfig(epochs=2))

@@ -65,6 +65,7 @@ def main() -> None:
     from rlhf_worker.training.artifacts import load_reward_model, load_tokenizer
     from rlhf_worker.training.format import as_messages, dialogue_turns
     from rlhf_worker.training.reward import (
+        RankedExample,
         RewardConfig,
         is_held_out,
         score_completions,
@@ -88,7 +89,9 @@ def main() -> None:
             started = time.monotonic()
             train = random.Random(seed).sample(pool, min(args.train_pairs, len(pool)))
             examples = [
-                (as_messages(dialogue_turns(p["prompt"])), [p["chosen"], p["rejected"]])
+                RankedExample(
+                    as_messages(dialogue_turns(p["prompt"])), [p["chosen"], p["rejected"]]
+                )
                 for p in train
             ]
             config = RewardConfig(

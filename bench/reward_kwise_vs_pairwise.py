@@ -37,6 +37,7 @@ from rlhf_worker.training.bootstrap import TinyModelConfig, build_tiny_model
 from rlhf_worker.training.finetune import train_top_layers
 from rlhf_worker.training.format import encode_exchange, format_prompt
 from rlhf_worker.training.reward import (
+    RankedExample,
     RewardConfig,
     evaluate_reward_model,
     is_held_out,
@@ -49,7 +50,7 @@ DATA = (
 )
 
 
-def rankings(chars: int, seed: int = 0) -> list[tuple[str, list[str]]]:
+def rankings(chars: int, seed: int = 0) -> list[RankedExample]:
     rng = random.Random(seed)
     out = []
     for line in DATA.open():
@@ -57,7 +58,7 @@ def rankings(chars: int, seed: int = 0) -> list[tuple[str, list[str]]]:
         answers = sorted({t.strip()[:chars] for t in row["completions"].values() if t.strip()})
         if len(answers) >= 4:
             four = rng.sample(answers, 4)
-            out.append((row["prompt"][:chars], sorted(four, key=len)))  # shorter is better
+            out.append(RankedExample(row["prompt"][:chars], sorted(four, key=len)))  # shorter wins
     return out
 
 
@@ -69,9 +70,9 @@ def tiny_model(directory: Path, texts: list[str], seed: int) -> Path:
 def train_trl(model_dir: Path, train, config: RewardConfig, out: Path) -> float:
     tokenizer = load_tokenizer(model_dir)
     pairs = [
-        {"prompt": format_prompt(tokenizer, p), "chosen": c[i], "rejected": c[j]}
-        for p, c in train
-        for i, j in combinations(range(len(c)), 2)
+        {"prompt": format_prompt(tokenizer, r.prompt), "chosen": better, "rejected": worse}
+        for r in train
+        for better, worse in combinations(r.completions, 2)
     ]
     args = trl.RewardConfig(
         output_dir=str(out),
@@ -116,7 +117,9 @@ def one_seed(args: argparse.Namespace, seed: int, tmp: Path) -> dict:
     model_dir = (
         Path(args.model)
         if args.model
-        else tiny_model(tmp / "base", [p for p, c in data] + [a for _, c in data for a in c], seed)
+        else tiny_model(
+            tmp / "base", [r.prompt for r in data] + [a for r in data for a in r.completions], seed
+        )
     )
     tokenizer = load_tokenizer(model_dir)
 
@@ -125,10 +128,10 @@ def one_seed(args: argparse.Namespace, seed: int, tmp: Path) -> dict:
 
     # RewardTrainer drops a pair longer than max_length (ours would cut its prompt): both sides
     # train on the rankings that fit whole (with room for the EOS TRL appends).
-    data = [(p, c) for p, c in data if max(tokens(p, a) for a in c) < config.max_length]
-    held_out = [r for r in data if is_held_out(r[0], config.eval_fraction)]
-    train = [r for r in data if not is_held_out(r[0], config.eval_fraction)][: args.rankings]
-    lengths = [tokens(p, a) for p, c in train for a in c]
+    data = [r for r in data if max(tokens(r.prompt, a) for a in r.completions) < config.max_length]
+    held_out = [r for r in data if is_held_out(r.prompt, config.eval_fraction)]
+    train = [r for r in data if not is_held_out(r.prompt, config.eval_fraction)][: args.rankings]
+    lengths = [tokens(r.prompt, a) for r in train for a in r.completions]
 
     started = time.monotonic()
     ours = train_reward_model(model_dir, train + held_out, tmp / "kwise", config)

@@ -42,7 +42,8 @@ TRAINING_FUNCTIONS = frozenset(
         "rlhf_worker.training.dpo:train_dpo",
     }
 )
-CONFIG_MODULE = "rlhf_worker.training.configs"
+# The modules whose dataclasses a step's inputs may hold (configs, and the reward model's rankings).
+DATACLASS_MODULES = ("rlhf_worker.training.configs", "rlhf_worker.training.rankings")
 HEARTBEAT_SECONDS = 1.0  # the parent tells the run it is alive at least this often
 STOP_GRACE_SECONDS = 10.0  # SIGTERM, then SIGKILL after this long
 REPORT_CHARS = 1800  # of the logs in a failed step's error (a failed round keeps 2,000 chars)
@@ -106,9 +107,11 @@ def launch_command(settings: LaunchSettings, work_dir: Path) -> list[str]:
 
 
 def _encode(value):
-    """JSON for a training function's arguments: paths as strings, configs by class name."""
+    """JSON for a training function's arguments: paths as strings, dataclasses (configs,
+    rankings) by module and class name."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"__config__": type(value).__name__, "fields": dataclasses.asdict(value)}
+        kind = f"{type(value).__module__}:{type(value).__name__}"
+        return {"__dataclass__": kind, "fields": dataclasses.asdict(value)}
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, list | tuple):
@@ -119,11 +122,13 @@ def _encode(value):
 
 
 def _decode(value):
-    if isinstance(value, dict) and "__config__" in value:
+    if isinstance(value, dict) and "__dataclass__" in value:
         import importlib
 
-        cls = getattr(importlib.import_module(CONFIG_MODULE), value["__config__"])
-        return cls(**value["fields"])
+        module, name = value["__dataclass__"].split(":")
+        if module not in DATACLASS_MODULES:
+            raise ValueError(f"a step's inputs may not hold a {module}.{name}")
+        return getattr(importlib.import_module(module), name)(**value["fields"])
     if isinstance(value, list):
         return [_decode(v) for v in value]
     if isinstance(value, dict):

@@ -119,13 +119,12 @@ def reward_step(run: Run) -> dict:
     hp = _hyperparameters(run)
     config = config_from(RewardConfig, hp.pop("reward", {}))
     out = artifact_dir("reward", run)
+    examples = [
+        dataclasses.replace(e, prompt=conversation(e.prompt))
+        for e in training_rankings(run.round.number)
+    ]
     metrics = train(
-        run,
-        train_reward_model,
-        policy_dir(run.round.policy_version),
-        [(conversation(p), ranked) for p, ranked in training_rankings(run.round.number)],
-        out,
-        config,
+        run, train_reward_model, policy_dir(run.round.policy_version), examples, out, config
     )
     return {"artifact_path": str(out), "metrics": _summary(metrics)}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from labelapp.models import Comparison, Completion, LabelingRound, Ranking
 from labelapp.services.errors import InvalidInput, ServiceError
 from labelapp.services.ranking import groups_of
+from rlhf_worker.training.rankings import RankedExample
 
 FORMATS = ("trl",)  # what GET /api/v1/rounds/{id}/export serves
 HF_FORMATS = ("dataset", "parquet")
@@ -52,11 +53,11 @@ def training_comparisons(round_number: int) -> list[tuple[str, str, str]]:
     )
 
 
-def training_rankings(round_number: int) -> list[tuple]:
-    """Every ranking up to this round as (prompt, completions best -> worst), held-out prompts
-    and all-bad submissions excluded: what the reward model trains on (the K-wise form of the
-    same comparisons). A ranking with ties comes as (prompt, completions, group of each
-    completion), equal groups tied: the reward model's RankedExample."""
+def training_rankings(round_number: int) -> list[RankedExample]:
+    """Every ranking up to this round, held-out prompts and all-bad submissions excluded: what
+    the reward model trains on (the K-wise form of the same comparisons), as its
+    RankedExample: the prompt, the completions best -> worst and, for a ranking with ties,
+    each completion's group (equal groups tied)."""
     rows = list(
         Ranking.objects.filter(
             assignment__round__number__lte=round_number,
@@ -68,14 +69,12 @@ def training_rankings(round_number: int) -> list[tuple]:
     )
     ids = {cid for _, order, _ in rows for cid in order}
     texts = dict(Completion.objects.filter(pk__in=ids).values_list("id", "text"))
-    examples: list[tuple] = []
+    examples = []
     for prompt, order, tied in rows:
-        completions = [texts[cid] for cid in order]
-        if not tied:
-            examples.append((prompt, completions))
-            continue
-        groups = groups_of(order, tied)
-        examples.append((prompt, completions, [g for g, group in enumerate(groups) for _ in group]))
+        groups = None
+        if tied:
+            groups = [g for g, group in enumerate(groups_of(order, tied)) for _ in group]
+        examples.append(RankedExample(prompt, [texts[cid] for cid in order], groups))
     return examples
 
 

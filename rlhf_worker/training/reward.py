@@ -4,7 +4,9 @@ One batch element is one ranking: the K completions of a prompt go through the m
 and the loss averages -log σ(r_better - r_worse) over all C(K,2) pairs of that ranking
 (Ouyang et al. 2022, eq. 1). K forwards give C(K,2) comparisons, instead of 2·C(K,2) forwards
 for the same pairs expanded one by one. Answers a labeler tied make no pair: a ranking with ties
-averages over its pairs across groups only.
+averages over its pairs across groups only. Each ranking carries a weight (its labeler's trust,
+when RewardConfig.trust_weighting is on): the batch loss is the weighted mean of the rankings'
+losses.
 """
 
 import hashlib
@@ -30,15 +32,7 @@ from rlhf_worker.training.configs import RewardConfig
 from rlhf_worker.training.distributed import global_sums, local_share, make_accelerator
 from rlhf_worker.training.finetune import add_lora, merge_lora, train_top_layers, unwrap
 from rlhf_worker.training.format import Prompt, encode_exchange, pad_right, prompt_key
-
-# One labeled example: a prompt and its completions ranked best -> worst (K >= 2), and
-# optionally each completion's group (0 the best; equal groups are tied). Without groups, the
-# order is strict: groups 0, 1, ..., K-1.
-RankedExample = tuple[Prompt, list[str]] | tuple[Prompt, list[str], list[int]]
-
-
-def _groups(example: RankedExample) -> list[int]:
-    return list(example[2]) if len(example) > 2 else list(range(len(example[1])))
+from rlhf_worker.training.rankings import RankedExample
 
 
 def encode_for_reward(
@@ -160,7 +154,10 @@ def _ranked_pairs(
 
 
 def kwise_ranking_loss(
-    rewards: torch.Tensor, valid: torch.Tensor | None = None, groups: torch.Tensor | None = None
+    rewards: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    groups: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """InstructGPT's loss for a batch of rankings.
 
@@ -168,17 +165,22 @@ def kwise_ranking_loss(
     valid:   [B, K] bool, False where a ranking has fewer than K completions (padding).
     groups:  [B, K] int, each completion's group (non-decreasing along a row; equal = tied);
              None for strict orders.
-    Each ranking contributes the mean of -log σ(r_i - r_j) over its pairs i < j of different
-    groups; the batch loss is the mean over rankings, so every prompt weighs the same whatever
-    its K.
+    weights: [B] >= 0, how much each ranking counts; None counts each the same.
+    Each ranking's loss is the mean of -log σ(r_i - r_j) over its pairs i < j of different
+    groups, so every prompt weighs the same whatever its K; the batch loss is their weighted
+    mean, sum(w · loss) / sum(w), and 0 (no gradient) when every weight is 0.
     """
     margins, pair_valid = _ranked_pairs(rewards, valid, groups)
-    pair_losses = -torch.nn.functional.logsigmoid(margins)
+    pair_losses = -torch.nn.functional.logsigmoid(margins)  # [B, C(K,2)]
     if pair_valid is None:
-        return pair_losses.mean()
-    pair_valid = pair_valid.to(rewards.dtype)  # [B, C(K,2)]
-    per_ranking = (pair_losses * pair_valid).sum(1) / pair_valid.sum(1).clamp(min=1)
-    return per_ranking.mean()
+        per_ranking = pair_losses.mean(1)
+    else:
+        pair_valid = pair_valid.to(rewards.dtype)
+        per_ranking = (pair_losses * pair_valid).sum(1) / pair_valid.sum(1).clamp(min=1)
+    if weights is None:
+        return per_ranking.mean()
+    total = weights.sum()
+    return (per_ranking * weights).sum() / torch.where(total > 0, total, torch.ones_like(total))
 
 
 def pairwise_accuracy(
@@ -199,9 +201,9 @@ def is_held_out(prompt: Prompt, fraction: float) -> bool:
 def _forward(model, tokenizer, batch: list[RankedExample], max_length: int, device=None):
     """(rewards, valid, groups), each [B, Kmax], for a batch of rankings, in one forward of all
     their completions."""
-    kmax = max(len(example[1]) for example in batch)
-    prompts = [example[0] for example in batch for _ in example[1]]
-    completions = [c for example in batch for c in example[1]]
+    kmax = max(len(example.completions) for example in batch)
+    prompts = [example.prompt for example in batch for _ in example.completions]
+    completions = [c for example in batch for c in example.completions]
     enc = encode_for_reward(tokenizer, prompts, completions, max_length)
     device = device or model.device
     flat = sequence_scores(model, **{k: v.to(device) for k, v in enc.items()})  # [sum K]
@@ -210,10 +212,10 @@ def _forward(model, tokenizer, batch: list[RankedExample], max_length: int, devi
     groups = torch.zeros(len(batch), kmax, dtype=torch.long, device=flat.device)
     start = 0
     for row, example in enumerate(batch):
-        k = len(example[1])
+        k = len(example.completions)
         rewards[row, :k] = flat[start : start + k]
         valid[row, :k] = True
-        groups[row, :k] = torch.tensor(_groups(example))
+        groups[row, :k] = torch.tensor(example.tie_groups)
         start += k
     return rewards, valid, groups
 
@@ -226,7 +228,8 @@ def evaluate_reward_model(
     config: RewardConfig,
     accelerator: Accelerator | None = None,
 ) -> dict:
-    """Held-out loss, pairwise accuracy and the scale of the rewards.
+    """Held-out loss, pairwise accuracy and the scale of the rewards, every ranking counted
+    alike (the weights are for training).
 
     With an accelerator, each process scores its share of `examples` and every process
     returns the figures of the whole set.
@@ -261,22 +264,29 @@ def evaluate_reward_model(
 
 
 def _train_step(accelerator, scorer, optimizer, tokenizer, batch, config) -> dict:
-    """One optimizer step on a global batch of rankings; its loss and accuracy over the batch."""
-    share, weight = local_share(accelerator, batch)
+    """One optimizer step on a global batch of rankings (their weights sum to more than 0);
+    its weighted loss and its accuracy over the batch."""
+    share, share_part = local_share(accelerator, batch)
+    counted = share_part > 0  # a stand-in example of an empty share counts nowhere
+    share_weight = sum(e.weight for e in share) * counted
+    batch_weight = sum(e.weight for e in batch)
     rewards, valid, groups = _forward(
         scorer, tokenizer, share, config.max_length, accelerator.device
     )
-    loss = kwise_ranking_loss(rewards, valid, groups)
+    weights = torch.tensor([e.weight for e in share], dtype=rewards.dtype, device=rewards.device)
+    loss = kwise_ranking_loss(rewards, valid, groups, weights)  # the share's weighted mean
     optimizer.zero_grad(set_to_none=True)
-    accelerator.backward(loss * weight)
+    # Scaled by the share's part of the batch's weight, times N (accelerate averages the N
+    # gradients): the gradient of the global batch's weighted mean (distributed.local_share,
+    # which this is when every weight is 1).
+    accelerator.backward(loss * share_weight * accelerator.num_processes / batch_weight)
     accelerator.clip_grad_norm_(scorer.parameters(), config.max_grad_norm)
     optimizer.step()
     correct, pairs = pairwise_accuracy(rewards.detach(), valid, groups)
-    counted = weight > 0  # a stand-in example of an empty share counts nowhere
     loss_sum, correct, pairs = global_sums(
-        accelerator, loss.item() * len(share) * counted, correct * counted, pairs * counted
+        accelerator, loss.item() * share_weight, correct * counted, pairs * counted
     )
-    return {"loss": loss_sum / len(batch), "accuracy": correct / pairs}
+    return {"loss": loss_sum / batch_weight, "accuracy": correct / pairs}
 
 
 def train_reward_model(
@@ -298,12 +308,17 @@ def train_reward_model(
     accelerator = make_accelerator()
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)  # noqa: S311 (shuffling, not security)
-    # Every ranking with at least two groups (one with everything tied compares nothing).
-    examples = [(e[0], list(e[1]), _groups(e)) for e in examples if len(set(_groups(e))) >= 2]
-    train = [e for e in examples if not is_held_out(e[0], config.eval_fraction)]
-    held_out = [e for e in examples if is_held_out(e[0], config.eval_fraction)]
+    # Every ranking with at least two groups (one with everything tied compares nothing);
+    # held out whatever its weight, trained on when its weight is above 0.
+    examples = [e for e in examples if len(set(e.tie_groups)) >= 2]
+    split = [(e, is_held_out(e.prompt, config.eval_fraction)) for e in examples]
+    held_out = [e for e, out in split if out]
+    weights = [e.weight for e, out in split if not out]
+    train = [e for e, out in split if not out and e.weight > 0]
     if not train:
-        raise ValueError("no training rankings (every prompt was held out or had K < 2)")
+        raise ValueError(
+            "no training rankings (every prompt was held out, had K < 2, or had weight 0)"
+        )
 
     tokenizer = load_tokenizer(base_dir)
     tokenizer.padding_side = "right"
@@ -340,8 +355,11 @@ def train_reward_model(
         "train_rankings": len(train),
         "held_out_rankings": len(held_out),
         "train_pairs": sum(
-            a < b for _, _, groups in train for a, b in itertools.combinations(groups, 2)
+            a < b for e in train for a, b in itertools.combinations(e.tie_groups, 2)
         ),
+        # How much the least and the average training ranking counted (1.0 unweighted).
+        "ranking_weight_min": min(weights),
+        "ranking_weight_mean": sum(weights) / len(weights),
         "steps": history,
         "train_loss_first": history[0]["loss"],
         "train_loss_last": history[-1]["loss"],

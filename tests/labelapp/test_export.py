@@ -185,5 +185,5 @@ def test_ties_and_all_bad_in_every_export(labeler):
     assert second["demonstration"] == "Mine."
     # What the reward model trains on: the tie with its groups; all bad is not there.
     (example,) = exports.training_rankings(round_.number)
-    assert example[2] == [0, 1, 1, 2]
-    assert example[1] == [text[by_label[x]] for x in "CADB"]
+    assert example.groups == [0, 1, 1, 2]
+    assert example.completions == [text[by_label[x]] for x in "CADB"]

@@ -23,6 +23,7 @@ from labelapp.services.exports import (
 from labelapp.services.import_files import InvalidRows
 from labelapp.services.imports import import_pairs
 from labelapp.services.ranking import RankingSubmission, submit_ranking
+from rlhf_worker.training.rankings import RankedExample
 from tests.conftest import db_snapshot, make_round
 
 HH_SAMPLE = (
@@ -183,8 +184,8 @@ def test_later_rounds_train_on_imported_pairs(admin_user, labeler):
     submit_ranking(labeler, a.pk, RankingSubmission(ranking=list("ABCD")))
     assert later.number > imported.number
     examples = training_rankings(later.number)
-    assert sorted(len(completions) for _, completions in examples) == [2, 2, 2, 4]
-    assert ("What is 2+2?", ["4", "5"]) in examples
+    assert sorted(len(e.completions) for e in examples) == [2, 2, 2, 4]
+    assert RankedExample("What is 2+2?", ["4", "5"]) in examples
     assert training_rankings(imported.number - 1) == []
     # DPO's pairs are the same comparisons the TRL export streams.
     exported = [json.loads(line) for line in comparisons_as_trl_jsonl(imported)]

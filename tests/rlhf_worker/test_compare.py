@@ -1,13 +1,13 @@
 """Two policies side by side: same prompts, greedy answers, reward-model scores and win rate."""
 
 from rlhf_worker.training.compare import compare_policies
-from rlhf_worker.training.reward import RewardConfig, train_reward_model
+from rlhf_worker.training.reward import RankedExample, RewardConfig, train_reward_model
 
 PROMPTS = ["Name a colour.", "Say hello.", "Count to three."]
 
 
 def test_a_policy_against_itself_ties_everywhere(tiny_model_dir, tmp_path):
-    rankings = [(p, ["short", "a much longer answer"]) for p in PROMPTS * 4]
+    rankings = [RankedExample(p, ["short", "a much longer answer"]) for p in PROMPTS * 4]
     rm_dir = tmp_path / "rm"
     train_reward_model(tiny_model_dir, rankings, rm_dir, RewardConfig(epochs=1))
     result = compare_policies(tiny_model_dir, tiny_model_dir, PROMPTS, rm_dir, max_new_tokens=8)

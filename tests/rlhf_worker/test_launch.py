@@ -2,6 +2,7 @@
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -26,10 +27,13 @@ TWO = LaunchSettings(processes=2, threads_per_process=1)
 REWARD = RewardConfig(epochs=2, batch_size=5, learning_rate=1e-3, eval_fraction=0.15)
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["equal weights", "uneven weights"])
 def test_the_reward_model_in_two_processes_follows_the_one_process_loss_curve(
-    tiny_model_dir, tmp_path
+    tiny_model_dir, tmp_path, weighted
 ):
     examples = preference_data(30)
+    if weighted:  # a share's part of the batch's weight is not its part of the batch's rankings
+        examples = [replace(e, weight=0.25 + (i % 3) / 2) for i, e in enumerate(examples)]
     alone = train_reward_model(tiny_model_dir, examples, tmp_path / "one", REWARD)
     steps = []
     launched = launch_training(

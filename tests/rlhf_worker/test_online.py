@@ -3,12 +3,13 @@ import torch
 
 from rlhf_worker.training.artifacts import load_causal_lm
 from rlhf_worker.training.online import OnlineRLConfig, train_online
-from rlhf_worker.training.reward import RewardConfig, train_reward_model
+from rlhf_worker.training.reward import RankedExample, RewardConfig, train_reward_model
 
 
 @pytest.fixture(scope="module")
 def reward_dir(tiny_model_dir, tmp_path_factory):
-    examples = [(f"Question {i}", ["yes yes yes", "no", "maybe not", "never"]) for i in range(16)]
+    answers = ["yes yes yes", "no", "maybe not", "never"]
+    examples = [RankedExample(f"Question {i}", answers) for i in range(16)]
     out = tmp_path_factory.mktemp("rm") / "rm"
     train_reward_model(tiny_model_dir, examples, out, RewardConfig(epochs=1, learning_rate=1e-3))
     return out

@@ -22,6 +22,7 @@ from rlhf_worker.training.format import DEFAULT_SYSTEM_PROMPT, as_messages, enco
 from rlhf_worker.training.generate import SamplingConfig, sample_completions
 from rlhf_worker.training.ppo import PPOConfig, response_mask, train_ppo
 from rlhf_worker.training.reward import (
+    RankedExample,
     RewardConfig,
     encode_for_reward,
     sequence_scores,
@@ -115,7 +116,9 @@ def test_eos_is_scored_rewarded_and_trained_on_when_pad_is_eos(smollm2_dir, toke
 
 def test_two_reward_steps_and_a_lora_ppo_step_train_and_reload(smollm2_dir, tmp_path):
     rankings = [
-        (prompt, ["A short, clear answer.", "I do not know what you mean by that at all."])
+        RankedExample(
+            prompt, ["A short, clear answer.", "I do not know what you mean by that at all."]
+        )
         for prompt in ["Name a color.", "Name a fruit.", "Name a city.", "Name a tree."]
     ]
     steps = []

@@ -27,7 +27,7 @@ from rlhf_worker.training.dpo import DPOTrainingConfig, train_dpo
 from rlhf_worker.training.generate import SamplingConfig, generate_completions
 from rlhf_worker.training.online import OnlineRLConfig, train_online
 from rlhf_worker.training.ppo import PPOConfig, train_ppo
-from rlhf_worker.training.reward import RewardConfig, train_reward_model
+from rlhf_worker.training.reward import RankedExample, RewardConfig, train_reward_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,7 +118,7 @@ def test_every_training_entry_point_refuses_a_pickled_model(
     hostile_dir, tiny_model_dir, tmp_path, marker
 ):
     """Generation, reward model, DPO, PPO, RLOO/GRPO and comparison all load through the check."""
-    examples = [("Say hi.", ["hi", "hello", "hey"])] * 4
+    examples = [RankedExample("Say hi.", ["hi", "hello", "hey"])] * 4
     pairs = [("Say hi.", "hi", "bye")] * 2
     calls = {
         "generate": lambda: generate_completions(hostile_dir, ["Say hi."], SamplingConfig(k=1)),
