@@ -219,6 +219,12 @@ class Assignment(models.Model):
     reserved_at = models.DateTimeField(null=True, blank=True)
     reserved_until = models.DateTimeField(null=True, blank=True)
     skip_reason = models.CharField(max_length=500, blank=True)
+    # A hidden repeat: the same answers for the same labeler again, in another A-D order, to
+    # measure their self-consistency and position bias. Its ranking is not expanded into
+    # comparisons and nothing trains on it.
+    repeat_of = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="repeat"
+    )
     completed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -232,11 +238,20 @@ class Assignment(models.Model):
                 condition=Q(state__in=["open", "reserved"]),
                 name="assignment_free_slots",
             ),
+            # The labeler's free hidden repeats (few, usually none), looked up on every call.
+            models.Index(
+                fields=["labeler", "round"],
+                condition=Q(repeat_of__isnull=False, state__in=["open", "reserved"]),
+                name="assignment_free_repeats",
+            ),
         ]
         constraints = [
-            # A labeler never gets the same prompt of a round twice (NULL labelers are distinct).
+            # A labeler never gets the same prompt of a round twice (NULL labelers are distinct),
+            # but for one hidden repeat (repeat_of is unique).
             models.UniqueConstraint(
-                fields=["round", "prompt", "labeler"], name="one_assignment_per_labeler_prompt"
+                fields=["round", "prompt", "labeler"],
+                condition=Q(repeat_of__isnull=True),
+                name="one_assignment_per_labeler_prompt",
             )
         ]
 
@@ -262,6 +277,9 @@ class Ranking(models.Model):
     # Every answer unacceptable: no order and no comparisons; the labeler's demonstration (a
     # better answer) is required instead, and feeds SFT.
     all_bad = models.BooleanField(default=False)
+    # Marked by an admin as the right answer (an imported pair, a reviewed ranking): labelers who
+    # rank the same answers are measured against it.
+    gold = models.BooleanField(default=False)
     flags = models.JSONField(default=dict, blank=True, help_text="{completion id: [flag, ...]}")
     quality = models.PositiveSmallIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)

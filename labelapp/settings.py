@@ -286,6 +286,15 @@ AUDIT_GATE = envbool("AUDIT_GATE", False)
 # Labeling.
 ASSIGNMENT_RESERVATION_SECONDS = envint("ASSIGNMENT_RESERVATION_SECONDS", 30 * 60)
 DEMONSTRATION_MAX_CHARS = envint("DEMONSTRATION_MAX_CHARS", 10_000)
+# Hidden repeats: this share (percent) of submitted rankings come back to the same labeler later,
+# the answers in another A-D order (self-consistency and position bias); 0 turns them off.
+REPEAT_PERCENT = envint("REPEAT_PERCENT", 5)
+# A repeat is handed out first once this long has passed since the ranking it repeats (before
+# that, only when the labeler has nothing else to do in the round).
+REPEAT_DELAY_SECONDS = envint("REPEAT_DELAY_SECONDS", 10 * 60)
+# Trust: this many judgements of full trust are counted on top of a labeler's record
+# (services/trust.py), so that little evidence keeps trust near 1.
+TRUST_PRIOR_PAIRS = envint("TRUST_PRIOR_PAIRS", 12)
 # Imports (prompts, preference pairs): the largest file accepted, in bytes.
 IMPORT_MAX_BYTES = envint("IMPORT_MAX_BYTES", 10 * 1024 * 1024)
 

@@ -12,6 +12,14 @@ from labelapp.models import Assignment, Comparison, Completion, Demonstration, P
 from labelapp.services.rounds import create_round, start_labeling
 
 PASSWORD = "correct horse battery staple"
+# Hidden repeats come at random; the tests that count tasks want none unless they ask
+# (the web and worker processes the end-to-end tests start read this too).
+os.environ["REPEAT_PERCENT"] = "0"
+
+
+@pytest.fixture(autouse=True)
+def _no_hidden_repeats(settings) -> None:
+    settings.REPEAT_PERCENT = 0
 
 
 def make_user(username: str, group: str | None = None) -> User:

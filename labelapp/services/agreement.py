@@ -80,16 +80,16 @@ def majority_agreement(own: Ranked, others: list[Ranked]) -> tuple[float, int]:
 
 
 def agreement_summary(round_: LabelingRound) -> dict:
-    """Inter-labeler agreement of a round, from one query.
+    """Inter-labeler agreement of a round, from one query (hidden repeats left out).
 
     {"prompts": overlapped prompts (ranked by 2+ labelers), "pairs": pair judgements compared,
     "agreement": share of them two labelers agree on, "kendall_tau": mean τ over every two
     rankings of the same prompt}; the last two are None without overlapped prompts.
     """
     by_prompt: dict[int, list[Ranked]] = defaultdict(list)
-    rows = Ranking.objects.filter(assignment__round=round_, all_bad=False).values_list(
-        "assignment__prompt_id", "order", "tied"
-    )
+    rows = Ranking.objects.filter(
+        assignment__round=round_, all_bad=False, assignment__repeat_of=None
+    ).values_list("assignment__prompt_id", "order", "tied")
     for prompt_id, order, tied in rows:
         by_prompt[prompt_id].append(groups_of(order, tied))
     overlapped = agree = total = 0

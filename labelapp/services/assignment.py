@@ -32,7 +32,9 @@ def reservation_window() -> timedelta:
 _LOCK_LABELER = "SELECT id FROM auth_user WHERE id = %s"
 # The columns _labelers_assignment reads, first in the statements that give it a row.
 _ASSIGNMENT_COLUMNS = """
-    a.id, a.round_id, a.prompt_id, a.state, a."order", a.reserved_at, a.reserved_until"""
+    a.id, a.round_id, a.prompt_id, a.state, a."order", a.reserved_at, a.reserved_until,
+    a.repeat_of_id"""
+_N_COLUMNS = 8
 _ACTIVE = f"""
     SELECT {_ASSIGNMENT_COLUMNS}, r.number, r.k, p.text
     FROM labelapp_assignment a
@@ -42,37 +44,59 @@ _ACTIVE = f"""
       AND r.state = 'labeling'
     ORDER BY a.reserved_at, a.id
     LIMIT 1"""  # noqa: S608 (a constant list of columns)
+# The labeler's hidden repeat in a round that is free (open, or their reservation of it ran
+# out) and whose original was submitted by the given time.
+_REPEAT = """
+    SELECT a.id FROM labelapp_assignment a
+    JOIN labelapp_assignment original ON original.id = a.repeat_of_id
+    WHERE a.round_id = {round} AND a.labeler_id = %s AND a.state IN ('open', 'reserved')
+      AND (a.state = 'open' OR a.reserved_until <= %s) AND original.completed_at <= %s
+    ORDER BY a.id
+    LIMIT 1"""
 # A round with chosen labelers is only for them; one with none chosen is for everyone. Audit
-# rounds (a few tasks that check a new version) are handed out before the others.
-_ROUNDS = """
-    SELECT r.id, r.number, r.k FROM labelapp_labelinground r
+# rounds (a few tasks that check a new version) are handed out before the others. With each
+# round, the labeler's repeat in it that is due (None nearly always), in the same trip.
+_ROUNDS = f"""
+    SELECT r.id, r.number, r.k, ({_REPEAT.format(round="r.id")})
+    FROM labelapp_labelinground r
     WHERE r.state = 'labeling' AND (
         NOT EXISTS (SELECT 1 FROM labelapp_labelinground_labelers c
                     WHERE c.labelinground_id = r.id)
         OR EXISTS (SELECT 1 FROM labelapp_labelinground_labelers c
                    WHERE c.labelinground_id = r.id AND c.user_id = %s))
-    ORDER BY r.selection = 'audit' DESC, r.number"""
+    ORDER BY r.selection = 'audit' DESC, r.number"""  # noqa: S608 (constant SQL)
+_REPEAT_IN_ROUND = _REPEAT.format(round="%s")
 # The round's first slot `labeler` may take, row-locked as it is read (skipping rows another
 # transaction holds): one whose prompt they hold no other row of (a slot of their own is one
-# whose reservation ran out). Ordered by id alone, so the partial index assignment_free_slots
-# can yield it directly instead of every free slot of the round being read and sorted; with
-# statistics that say every slot is open (a fresh database, never analyzed since), PostgreSQL
-# walks the primary key past the slots taken instead (docs/benchmarks.md). An OFFSET
-# keeps the NOT EXISTS a probe of one_assignment_per_labeler_prompt per slot looked at; as a
-# join PostgreSQL would read all of the labeler's assignments on every call.
+# whose reservation ran out), and not a hidden repeat (those are the labeler's own, below).
+# Ordered by id alone, so the partial index assignment_free_slots can yield it directly instead
+# of every free slot of the round being read and sorted; with statistics that say every slot is
+# open (a fresh database, never analyzed since), PostgreSQL walks the primary key past the
+# slots taken instead (docs/benchmarks.md). An OFFSET keeps the NOT EXISTS a probe of
+# one_assignment_per_labeler_prompt per slot looked at (its repeat_of_id IS NULL matches that
+# partial index's condition); as a join PostgreSQL would read all of the labeler's assignments
+# on every call.
 _FREE_SLOT = """
     SELECT a.id, a.prompt_id, p.text, a.labeler_id, a.state, a."order"
     FROM labelapp_assignment a
     JOIN labelapp_prompt p ON p.id = a.prompt_id
     WHERE a.round_id = %s AND a.state IN ('open', 'reserved')
-      AND (a.state = 'open' OR a.reserved_until <= %s)
+      AND (a.state = 'open' OR a.reserved_until <= %s) AND a.repeat_of_id IS NULL
       AND NOT EXISTS (
           SELECT 1 FROM labelapp_assignment seen
           WHERE seen.round_id = a.round_id AND seen.prompt_id = a.prompt_id
-            AND seen.labeler_id = %s AND seen.id <> a.id
+            AND seen.labeler_id = %s AND seen.id <> a.id AND seen.repeat_of_id IS NULL
           LIMIT 1 OFFSET 0)
     ORDER BY a.id
     LIMIT 1"""
+_CLAIM_REPEAT = """
+    UPDATE labelapp_assignment
+    SET state = 'reserved', reserved_at = %s, reserved_until = %s
+    WHERE id = %s AND labeler_id = %s AND state IN ('open', 'reserved')"""
+_REPEAT_TASK = """
+    SELECT a.prompt_id, p.text, a."order" FROM labelapp_assignment a
+    JOIN labelapp_prompt p ON p.id = a.prompt_id
+    WHERE a.id = %s"""
 _COMPLETION_IDS = (
     "SELECT id FROM labelapp_completion WHERE round_id = %s AND prompt_id = %s ORDER BY id"
 )
@@ -107,7 +131,7 @@ def _active(labeler: AbstractBaseUser, now) -> Assignment | None:
     if row is None:
         return None
     assignment = _labelers_assignment(labeler, row)
-    number, k, text = row[7:]
+    number, k, text = row[_N_COLUMNS:]
     assignment.round = _labeling_round(assignment.round_id, number, k)
     assignment.prompt = sql.instance(Prompt, id=assignment.prompt_id, text=text)
     return assignment
@@ -115,7 +139,9 @@ def _active(labeler: AbstractBaseUser, now) -> Assignment | None:
 
 def _labelers_assignment(labeler: AbstractBaseUser, row: tuple) -> Assignment:
     """The assignment of `labeler` whose _ASSIGNMENT_COLUMNS begin `row`."""
-    pk, round_id, prompt_id, state, order, reserved_at, reserved_until = row[:7]
+    pk, round_id, prompt_id, state, order, reserved_at, reserved_until, repeat_of_id = row[
+        :_N_COLUMNS
+    ]
     return sql.instance(
         Assignment,
         id=pk,
@@ -126,6 +152,7 @@ def _labelers_assignment(labeler: AbstractBaseUser, row: tuple) -> Assignment:
         order=sql.py_json(order),
         reserved_at=sql.py_datetime(reserved_at),
         reserved_until=sql.py_datetime(reserved_until),
+        repeat_of_id=repeat_of_id,
     )
 
 
@@ -191,12 +218,62 @@ def _free_slot(round_: LabelingRound, labeler: AbstractBaseUser, now) -> Assignm
     return slot
 
 
+def _repeat_params(labeler: AbstractBaseUser, now, due: bool) -> list:
+    """_REPEAT's parameters: a repeat is due once its original is REPEAT_DELAY_SECONDS old."""
+    latest = now - timedelta(seconds=settings.REPEAT_DELAY_SECONDS) if due else now
+    return [labeler.pk, sql.db_datetime(now), sql.db_datetime(latest)]
+
+
+def _take_repeat(
+    pk: int, round_: LabelingRound, labeler: AbstractBaseUser, now
+) -> Assignment | None:
+    """Reserve the labeler's hidden repeat `pk`: their assignment, or None if it is not free."""
+    until = now + reservation_window()
+    params = [sql.db_datetime(now), sql.db_datetime(until), pk, labeler.pk]
+    if not sql.execute(_CLAIM_REPEAT, params):
+        return None
+    prompt_id, text, order = sql.fetch_one(_REPEAT_TASK, [pk])
+    assignment = sql.instance(
+        Assignment,
+        id=pk,
+        round_id=round_.pk,
+        prompt_id=prompt_id,
+        labeler_id=labeler.pk,
+        state=Assignment.State.RESERVED,
+        order=sql.py_json(order),
+        reserved_at=now,
+        reserved_until=until,
+    )
+    assignment.round = round_
+    assignment.prompt = sql.instance(Prompt, id=prompt_id, text=text)
+    return assignment
+
+
+def _from_round(
+    round_: LabelingRound, labeler: AbstractBaseUser, now, due_repeat: int | None
+) -> Assignment | None:
+    """The labeler's next assignment in the round: their hidden repeat that is due, else a free
+    slot, else a repeat that is not due yet (nothing else is left for them)."""
+    if due_repeat is not None and (repeat := _take_repeat(due_repeat, round_, labeler, now)):
+        return repeat
+    for _ in range(_CLAIM_ATTEMPTS):
+        slot = _free_slot(round_, labeler, now)
+        if slot is None:
+            break
+        claimed = _claim(slot, labeler, now)
+        if claimed is not None:
+            return claimed
+    row = sql.fetch_one(_REPEAT_IN_ROUND, [round_.pk, *_repeat_params(labeler, now, False)])
+    return _take_repeat(row[0], round_, labeler, now) if row else None
+
+
 @transaction.atomic
 def assign_next(labeler: AbstractBaseUser) -> Assignment | None:
     """The labeler's next assignment, reserved for them; None when there is no work.
 
     Respects each round's overlap (slots were made per prompt when labeling started), never
-    gives one labeler the same prompt of a round twice, and never hands a slot to two people.
+    gives one labeler the same prompt of a round twice (but for a hidden repeat, which is
+    theirs alone), and never hands a slot to two people.
     The assignment comes with its round and prompt, read in the same statements.
     """
     now = timezone.now()
@@ -207,15 +284,11 @@ def assign_next(labeler: AbstractBaseUser) -> Assignment | None:
     current = _active(labeler, now)
     if current is not None:
         return current
-    for round_id, number, k in sql.fetch_all(_ROUNDS, [labeler.pk]):
+    rounds = sql.fetch_all(_ROUNDS, [*_repeat_params(labeler, now, True), labeler.pk])
+    for round_id, number, k, due_repeat in rounds:
         round_ = _labeling_round(round_id, number, k)
-        for _ in range(_CLAIM_ATTEMPTS):
-            slot = _free_slot(round_, labeler, now)
-            if slot is None:
-                break
-            claimed = _claim(slot, labeler, now)
-            if claimed is not None:
-                return claimed
+        if assignment := _from_round(round_, labeler, now, due_repeat):
+            return assignment
     return None
 
 
@@ -237,7 +310,7 @@ def own_assignment(
     if row is None:
         return None
     assignment = _labelers_assignment(labeler, row)
-    number, round_state = row[7:]
+    number, round_state = row[_N_COLUMNS:]
     assignment.round = sql.instance(
         LabelingRound, id=assignment.round_id, number=number, state=round_state
     )
@@ -287,8 +360,10 @@ def skip_assignment(labeler: AbstractBaseUser, assignment_id: int, reason: str) 
     assignment.skip_reason = reason.strip()
     assignment.completed_at = now
     assignment.save(update_fields=["state", "skip_reason", "completed_at"])
-    # A fresh slot keeps the prompt's overlap; the skipper can never get it (they have a row).
-    Assignment.objects.create(round=assignment.round, prompt_id=assignment.prompt_id)
+    if assignment.repeat_of_id is None:
+        # A fresh slot keeps the prompt's overlap; the skipper can never get it (they have a
+        # row). A skipped repeat is just not measured.
+        Assignment.objects.create(round=assignment.round, prompt_id=assignment.prompt_id)
     return assignment
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from labelapp.models import Comparison, Completion, LabelingRound, Ranking
 from labelapp.services.errors import InvalidInput, ServiceError
+from labelapp.services.quality import trust_by_labeler
 from labelapp.services.ranking import groups_of
 from rlhf_worker.training.rankings import RankedExample
 
@@ -53,28 +54,36 @@ def training_comparisons(round_number: int) -> list[tuple[str, str, str]]:
     )
 
 
-def training_rankings(round_number: int) -> list[RankedExample]:
-    """Every ranking up to this round, held-out prompts and all-bad submissions excluded: what
-    the reward model trains on (the K-wise form of the same comparisons), as its
-    RankedExample: the prompt, the completions best -> worst and, for a ranking with ties,
-    each completion's group (equal groups tied)."""
+def training_rankings(round_number: int, trust_weighting: bool = False) -> list[RankedExample]:
+    """Every ranking up to this round, held-out prompts, all-bad submissions and hidden repeats
+    excluded: what the reward model trains on (the K-wise form of the same comparisons), as
+    its RankedExample: the prompt, the completions best -> worst and, for a ranking with ties,
+    each completion's group (equal groups tied).
+
+    With `trust_weighting`, each ranking's weight is its labeler's trust now
+    (quality.trust_by_labeler, over every round; 1.0 for a labeler with no evidence yet);
+    otherwise every weight is 1.0.
+    """
+    trust = trust_by_labeler() if trust_weighting else {}
     rows = list(
         Ranking.objects.filter(
             assignment__round__number__lte=round_number,
             assignment__prompt__held_out=False,
+            assignment__repeat_of=None,
             all_bad=False,
         )
         .order_by("id")
-        .values_list("assignment__prompt__text", "order", "tied")
+        .values_list("assignment__prompt__text", "order", "tied", "labeler_id")
     )
-    ids = {cid for _, order, _ in rows for cid in order}
+    ids = {cid for _, order, _, _ in rows for cid in order}
     texts = dict(Completion.objects.filter(pk__in=ids).values_list("id", "text"))
     examples = []
-    for prompt, order, tied in rows:
+    for prompt, order, tied, labeler_id in rows:
         groups = None
         if tied:
             groups = [g for g, group in enumerate(groups_of(order, tied)) for _ in group]
-        examples.append(RankedExample(prompt, [texts[cid] for cid in order], groups))
+        weight = trust.get(labeler_id, 1.0)
+        examples.append(RankedExample(prompt, [texts[cid] for cid in order], groups, weight))
     return examples
 
 
@@ -91,6 +100,8 @@ def rankings_as_jsonl(round_: LabelingRound) -> Iterator[str]:
     (empty for a strict order); `labels` are the letters the labeler pressed in that order;
     `flags` are keyed by completion id. An `all_bad` line rejected every answer: its
     `completions` are the answers shown, in no order, and `demonstration` is the better one.
+    `repeat_of` is the id of the ranking a hidden repeat repeats (null for others: a repeat has
+    no comparisons and trains nothing); `gold` marks a ranking an admin made gold.
     """
     rows = (
         Ranking.objects.filter(assignment__round=round_)
@@ -110,6 +121,8 @@ def rankings_as_jsonl(round_: LabelingRound) -> Iterator[str]:
             "time_spent_ms",
             "created_at",
             "assignment__demonstration__text",
+            "assignment__repeat_of__ranking",
+            "gold",
         )
         .iterator(chunk_size=CHUNK_SIZE)
     )
@@ -118,7 +131,7 @@ def rankings_as_jsonl(round_: LabelingRound) -> Iterator[str]:
         ids = {cid for row in batch for cid in row[4] + row[7]}
         texts = dict(Completion.objects.filter(pk__in=ids).values_list("id", "text"))
         for pk, prompt_id, prompt, labeler, order, tied, all_bad, shown, *rest in batch:
-            labels, flags, quality, time_spent_ms, created_at, demonstration = rest
+            labels, flags, quality, time_spent_ms, created_at, demonstration, repeat_of, gold = rest
             line = {
                 "round": round_.number,
                 "ranking_id": pk,
@@ -135,6 +148,8 @@ def rankings_as_jsonl(round_: LabelingRound) -> Iterator[str]:
                 "time_spent_ms": time_spent_ms,
                 "created_at": created_at.isoformat(),
                 "demonstration": demonstration,
+                "repeat_of": repeat_of,
+                "gold": gold,
             }
             yield json.dumps(line) + "\n"
 

@@ -12,9 +12,10 @@ from django.db.models import Count, Q
 from django.utils.text import Truncator
 
 from labelapp.models import LABELS, Assignment, Completion, LabelingRound, Ranking
-from labelapp.services.agreement import agreement_summary, majority_agreement
+from labelapp.services.agreement import agreement_summary, majority_agreement, pairwise_agreement
 from labelapp.services.ranking import groups_of
 from labelapp.services.selection import agreement_with_rewards
+from labelapp.services.trust import trust_score
 
 PROMPT_PREVIEW_CHARS = 120
 FLAGGED_LIMIT = 100
@@ -41,6 +42,69 @@ def _majority_by_labeler(rows: list[tuple[int, int, int, list]]) -> dict[int, li
     return totals
 
 
+_NO_REPEATS = {"repeats": 0, "agree": 0.0, "pairs": 0, "same_first": 0, "one_best": 0}
+
+
+def _self_consistency(repeats: list[tuple[int, tuple, tuple]]) -> dict[int, dict]:
+    """{labeler id: {"repeats", "agree", "pairs", "same_first", "one_best"}} over hidden repeats.
+
+    `repeats` are (labeler id, original, repeat), each (groups, labels pressed) of a ranking
+    that is not all bad. agree/pairs: pair judgements the two rankings agree on (a tie against
+    a direction half). same_first/one_best: of the repeats where both have one best answer,
+    those whose best sat under the same letter both times; the answers were reshown so that
+    none kept its letter, so that is a different answer picked for its position.
+    """
+    totals: dict[int, dict] = defaultdict(lambda: dict(_NO_REPEATS))
+    for labeler_id, (first, first_labels), (second, second_labels) in repeats:
+        agree, pairs = pairwise_agreement([first, second])
+        row = totals[labeler_id]
+        row["repeats"] += 1
+        row["agree"] += agree
+        row["pairs"] += pairs
+        if len(first[0]) == 1 and len(second[0]) == 1:
+            row["one_best"] += 1
+            row["same_first"] += first_labels[0] == second_labels[0]
+    return totals
+
+
+def _gold_agreement(rankings: list[tuple[int, int, int, list]]) -> dict[int, list[float]]:
+    """{labeler id: [agreeing, pairs]} of their rankings against gold rankings of the same
+    prompt, the answers matched by text (a gold pair may be shown again in a later round).
+
+    `rankings` are (ranking id, labeler id, prompt id, groups of completion ids) of rankings
+    that are not all bad or repeats. A labeler is not measured against gold rankings of their
+    own. Two queries.
+    """
+    gold = list(
+        Ranking.objects.filter(gold=True, all_bad=False).values_list(
+            "id", "labeler_id", "assignment__prompt_id", "order", "tied"
+        )
+    )
+    gold_prompts = {prompt_id for _, _, prompt_id, _, _ in gold}
+    measured = [r for r in rankings if r[2] in gold_prompts]
+    if not measured:
+        return {}
+    ids = {cid for *_, order, _ in gold for cid in order}
+    ids |= {cid for *_, groups in measured for group in groups for cid in group}
+    texts = dict(Completion.objects.filter(pk__in=ids).values_list("id", "text"))
+
+    def by_text(groups: list[list[int]]) -> list[list[str]]:
+        return [[texts[cid] for cid in group] for group in groups]
+
+    gold_of: dict[int, list[tuple[int, int, list]]] = defaultdict(list)
+    for pk, labeler_id, prompt_id, order, tied in gold:
+        gold_of[prompt_id].append((pk, labeler_id, by_text(groups_of(order, tied))))
+    totals: dict[int, list[float]] = defaultdict(lambda: [0.0, 0])
+    for pk, labeler_id, prompt_id, groups in measured:
+        own = by_text(groups)
+        for gold_pk, gold_labeler, reference in gold_of[prompt_id]:
+            if gold_pk != pk and gold_labeler != labeler_id:
+                agree, pairs = pairwise_agreement([own, reference])
+                totals[labeler_id][0] += agree
+                totals[labeler_id][1] += pairs
+    return totals
+
+
 def labeler_stats(round_: LabelingRound | None = None) -> list[dict]:
     """One row per labeler who submitted or skipped work in the round (all rounds if None).
 
@@ -49,8 +113,14 @@ def labeler_stats(round_: LabelingRound | None = None) -> list[dict]:
     time, else None), "majority_agreement" (share of their pair judgements that match the
     majority of the other labelers of the same prompt, ties left out; None without overlap),
     "majority_pairs" (the judgements that share is over), "flags_given" (flag names they set),
-    "with_ties" (rankings with a tie), "all_bad" (submissions that rejected every answer)}.
-    Two queries.
+    "with_ties" (rankings with a tie), "all_bad" (submissions that rejected every answer),
+    "gold_agreement" (share of their pair judgements on gold prompts that match the gold
+    ranking; None without), "gold_pairs", "repeats" (hidden repeats ranked), "self_agreement"
+    (share of pair judgements a repeat agrees with its original on; None without),
+    "self_pairs", "same_letter_first" (of repeats with one best answer both times, the share
+    whose best was under the same letter, i.e. a different answer; None without), "trust"
+    (services/trust.py, from the three checks' pairs pooled) and "trust_pairs" (those pairs)}.
+    Hidden repeats count as work done but not as judgements against others. At most four queries.
     """
     assignments = Assignment.objects.filter(
         state__in=[Assignment.State.SUBMITTED, Assignment.State.SKIPPED]
@@ -69,11 +139,15 @@ def labeler_stats(round_: LabelingRound | None = None) -> list[dict]:
     )
     rows = list(
         rankings.values_list(
+            "id",
             "labeler_id",
+            "assignment_id",
+            "assignment__repeat_of_id",
             "assignment__round_id",
             "assignment__prompt_id",
             "order",
             "tied",
+            "labels",
             "all_bad",
             "flags",
             "time_spent_ms",
@@ -83,22 +157,36 @@ def labeler_stats(round_: LabelingRound | None = None) -> list[dict]:
     flags_given: Counter[int] = Counter()
     ties: Counter[int] = Counter()
     all_bad: Counter[int] = Counter()
-    ranked = []
-    for labeler_id, round_id, prompt_id, order, tied, bad, flags, spent in rows:
+    ranked, judged, repeated = [], {}, []
+    for pk, labeler_id, assignment_id, repeat_of, round_id, prompt_id, *rest in rows:
+        order, tied, labels, bad, flags, spent = rest
         if spent is not None:
             times[labeler_id].append(spent)
         flags_given[labeler_id] += sum(len(names) for names in flags.values())
         ties[labeler_id] += bool(tied)
         all_bad[labeler_id] += bad
-        if not bad:
-            ranked.append((labeler_id, round_id, prompt_id, groups_of(order, tied)))
-    majority = _majority_by_labeler(ranked)
+        if bad:
+            continue
+        judged[assignment_id] = (groups_of(order, tied), labels)
+        if repeat_of is None:
+            ranked.append((pk, labeler_id, round_id, prompt_id, judged[assignment_id]))
+        else:
+            repeated.append((labeler_id, repeat_of, judged[assignment_id]))
+    majority = _majority_by_labeler([(lid, rid, pid, j[0]) for _, lid, rid, pid, j in ranked])
+    gold = _gold_agreement([(pk, lid, pid, j[0]) for pk, lid, _, pid, j in ranked])
+    own = _self_consistency(
+        [(lid, judged[first], again) for lid, first, again in repeated if first in judged]
+    )
 
     stats = []
     for row in counts:
         labeler_id = row["labeler_id"]
         total = row["done"] + row["skipped"]
         matching, counted = majority.get(labeler_id, (0, 0))
+        gold_agree, gold_pairs = gold.get(labeler_id, (0, 0))
+        repeats = own.get(labeler_id, _NO_REPEATS)
+        agreeing = matching + gold_agree + repeats["agree"]
+        pairs = counted + gold_pairs + repeats["pairs"]
         stats.append(
             {
                 "labeler_id": labeler_id,
@@ -113,9 +201,24 @@ def labeler_stats(round_: LabelingRound | None = None) -> list[dict]:
                 "flags_given": flags_given[labeler_id],
                 "with_ties": ties[labeler_id],
                 "all_bad": all_bad[labeler_id],
+                "gold_agreement": gold_agree / gold_pairs if gold_pairs else None,
+                "gold_pairs": gold_pairs,
+                "repeats": repeats["repeats"],
+                "self_agreement": repeats["agree"] / repeats["pairs"] if repeats["pairs"] else None,
+                "self_pairs": repeats["pairs"],
+                "same_letter_first": (
+                    repeats["same_first"] / repeats["one_best"] if repeats["one_best"] else None
+                ),
+                "trust": trust_score(agreeing, pairs),
+                "trust_pairs": pairs,
             }
         )
     return stats
+
+
+def trust_by_labeler() -> dict[int, float]:
+    """{labeler id: trust} over every round, for labelers with any evidence (others: 1.0)."""
+    return {row["labeler_id"]: row["trust"] for row in labeler_stats() if row["trust_pairs"]}
 
 
 def position_bias(round_: LabelingRound) -> dict:
@@ -183,7 +286,7 @@ def flagged_completions(round_: LabelingRound, limit: int = FLAGGED_LIMIT) -> li
 
 
 def round_quality(round_: LabelingRound) -> dict:
-    """Everything the console's quality page shows for a round, in six queries.
+    """Everything the console's quality page shows for a round, in at most eight queries.
 
     {"agreement": agreement_summary, "labelers": labeler_stats, "position_bias": position_bias,
     "flagged": flagged_completions}, each as those functions return it.

@@ -4,10 +4,15 @@ A ranking lists labels best -> worst; an element may be a list of labels the lab
 equally good (a tie group), e.g. ["C", ["A", "D"], "B"]. A plain list of labels is a strict
 order. Comparisons are only between groups. "All bad" (every answer unacceptable) comes with
 no ranking, stores no comparisons, and needs a demonstration.
+
+A small share of submitted rankings (REPEAT_PERCENT) come back to the same labeler later as a
+hidden repeat: the same answers in another A-D order. A repeat's ranking is stored but not
+expanded into comparisons: it measures the labeler, nothing trains on it.
 """
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -179,7 +184,8 @@ def submit_ranking(
     """Store the labeler's ranking of an assignment; return (ranking, created).
 
     The Ranking, its Comparisons (C(K,2) for a strict order, fewer with ties, none when all
-    bad) and any Demonstration are written in one transaction.
+    bad or for a hidden repeat), any Demonstration and, at random, the assignment's hidden
+    repeat are written in one transaction.
     Sending the same decision again returns the stored ranking with created=False; a different
     one is a Conflict. Nothing is written when anything is wrong.
     """
@@ -211,6 +217,7 @@ def submit_ranking(
         labels=[y for x in clean.ranking for y in ([x] if isinstance(x, str) else x)],
         tied=tied,
         all_bad=clean.all_bad,
+        gold=False,
         flags={str(by_label[label]): names for label, names in clean.flags.items()},
         quality=clean.quality,
         time_spent_ms=spent,
@@ -218,7 +225,8 @@ def submit_ranking(
         client_submission_id=clean.client_submission_id,
         created_at=now,
     )
-    if pairs := expand_to_comparisons(order, tied):
+    is_repeat = assignment.repeat_of_id is not None
+    if not is_repeat and (pairs := expand_to_comparisons(order, tied)):
         rows = ", ".join(["(%s, %s, %s)"] * len(pairs))
         sql.execute(
             f"{_INSERT_COMPARISONS} {rows}",
@@ -232,4 +240,26 @@ def submit_ranking(
             text=clean.demonstration,
         )
     sql.execute(_MARK_SUBMITTED, [sql.db_datetime(now), assignment.pk])
+    if not is_repeat and not clean.all_bad and _random.random() * 100 < settings.REPEAT_PERCENT:
+        Assignment.objects.create(
+            round_id=assignment.round_id,
+            prompt_id=assignment.prompt_id,
+            labeler=labeler,
+            order=reshown(assignment.order),
+            repeat_of_id=assignment.pk,
+        )
     return ranking, True
+
+
+_random = secrets.SystemRandom()
+
+
+def reshown(order: list[int]) -> list[int]:
+    """The same answers in an order that shows none of them at its old place (a derangement;
+    a repeat's first answer is never under the letter it had)."""
+    if len(order) < 2:
+        raise ValueError("a repeat needs two or more answers to show in another order")
+    while True:  # about e (2.7) draws on average, whatever K
+        shuffled = _random.sample(order, len(order))
+        if all(a != b for a, b in zip(shuffled, order, strict=True)):
+            return shuffled

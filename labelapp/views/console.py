@@ -1,6 +1,7 @@
 """The admins' console: rounds, training runs with live progress, policy versions, quality,
 import and export. Views are thin: the work is in labelapp.services."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
@@ -19,8 +20,8 @@ from labelapp.models import (
     RewardModelVersion,
     TrainingRun,
 )
-from labelapp.services import exports, imports, quality, rounds, training
-from labelapp.services.errors import ServiceError
+from labelapp.services import exports, gold, imports, quality, rounds, training
+from labelapp.services.errors import InvalidInput, ServiceError
 from labelapp.views.charts import line_chart, run_charts
 
 ACTIVE = [TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
@@ -188,6 +189,10 @@ def round_detail(request: HttpRequest, round_id: int) -> HttpResponse:
         "train_form": TrainForm(initial={"method": "ppo"}),
         "labelers": list(round_.labelers.values_list("username", flat=True)),
         "selection": _selection(round_),
+        "gold_review": gold.review_rows(round_),
+        "gold_available": gold.gold_prompts_available(round_),
+        "gold_tasks_max": gold.GOLD_TASKS_MAX,
+        "trust_prior": settings.TRUST_PRIOR_PAIRS,
     }
     return render(request, "console/round.html", context)
 
@@ -200,11 +205,12 @@ def round_live(request: HttpRequest, round_id: int) -> HttpResponse:
     return render(request, "console/_round_live.html", _round_context(round_))
 
 
-def _do(request: HttpRequest, action, success: str) -> None:
-    """Run a service action; its refusal becomes an error message, not a crash."""
+def _do(request: HttpRequest, action, success: str | None = None) -> None:
+    """Run a service action; its refusal becomes an error message, not a crash. The message on
+    success is `success`, or else what the action returns."""
     try:
-        action()
-        messages.success(request, success)
+        result = action()
+        messages.success(request, success or result)
     except ServiceError as exc:
         messages.error(request, str(exc))
 
@@ -231,6 +237,43 @@ def round_train(request: HttpRequest, round_id: int) -> HttpResponse:
 def round_close(request: HttpRequest, round_id: int) -> HttpResponse:
     round_ = get_object_or_404(LabelingRound, pk=round_id)
     _do(request, lambda: rounds.close_labeling(round_), "No more tasks of this round go out.")
+    return redirect("console:round", round_id=round_.pk)
+
+
+def _ids(values: list[str], what: str = "ranking ids") -> list[int]:
+    try:
+        return [int(value) for value in values]
+    except ValueError:
+        raise InvalidInput(f"{what}: whole numbers only") from None
+
+
+@admin_required
+@require_POST
+def round_gold(request: HttpRequest, round_id: int) -> HttpResponse:
+    """Mark the chosen rankings (or, with `all`, every ranking of the round) gold, or unmark."""
+    round_ = get_object_or_404(LabelingRound, pk=round_id)
+    make_gold = request.POST.get("gold", "1") == "1"
+
+    def mark() -> str:
+        ids = None if "all" in request.POST else _ids(request.POST.getlist("ranking"))
+        n = gold.mark_gold(round_, ids, make_gold)
+        return f"{n} rankings {'marked' if make_gold else 'no longer'} gold."
+
+    _do(request, mark)
+    return redirect("console:round", round_id=round_.pk)
+
+
+@admin_required
+@require_POST
+def round_gold_tasks(request: HttpRequest, round_id: int) -> HttpResponse:
+    """Put gold prompts into the round as tasks labelers are measured on."""
+    round_ = get_object_or_404(LabelingRound, pk=round_id)
+
+    def add() -> str:
+        count = _ids([request.POST.get("count", "")], "the number of gold tasks")[0]
+        return f"{gold.add_gold_tasks(round_, count)} gold tasks added to round {round_.number}."
+
+    _do(request, add)
     return redirect("console:round", round_id=round_.pk)
 
 
@@ -369,5 +412,9 @@ def quality_overview(request: HttpRequest) -> HttpResponse:
     flagged_rounds = LabelingRound.objects.annotate(
         n=Count("assignments__ranking", filter=~Q(assignments__ranking__flags={}))
     ).filter(n__gt=0)
-    context = {"labelers": quality.labeler_stats(None), "flagged_rounds": flagged_rounds}
+    context = {
+        "labelers": quality.labeler_stats(None),
+        "flagged_rounds": flagged_rounds,
+        "trust_prior": settings.TRUST_PRIOR_PAIRS,
+    }
     return render(request, "console/quality.html", context)

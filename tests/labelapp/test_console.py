@@ -10,6 +10,7 @@ from labelapp.models import (
     LabelingRound,
     PolicyVersion,
     Prompt,
+    Ranking,
     RewardModelVersion,
     TrainingRun,
 )
@@ -44,6 +45,8 @@ def console_urls(round_: LabelingRound, run: TrainingRun, version: PolicyVersion
         ("get", reverse("console:round_live", args=[r])),
         ("post", reverse("console:round_train", args=[r])),
         ("post", reverse("console:round_close", args=[r])),
+        ("post", reverse("console:round_gold", args=[r])),
+        ("post", reverse("console:round_gold_tasks", args=[r])),
         ("get", reverse("console:round_export", args=[r, "trl"])),
         ("get", reverse("console:run", args=[t])),
         ("get", reverse("console:run_live", args=[t])),
@@ -297,3 +300,29 @@ def test_the_quality_page_counts_each_labeler_s_ties_and_all_bad(admin_client, l
     page = admin_client.get(reverse("console:quality")).content.decode()
     assert "<th>With ties</th><th>All bad</th>" in page
     assert "<td>1</td><td>2</td></tr>" in page
+
+
+def test_gold_from_the_console_marks_rankings_and_adds_gold_tasks(admin_client, ranked_round):
+    ranking = Ranking.objects.get()
+    url = reverse("console:round_gold", args=[ranked_round.pk])
+    page = admin_client.post(url, {"ranking": ["x"]}, follow=True).content.decode()
+    assert "ranking ids: whole numbers only" in page
+    page = admin_client.post(url, {"ranking": [ranking.pk + 99]}, follow=True).content.decode()
+    assert f"that order answers: {ranking.pk + 99}" in page
+    assert not Ranking.objects.get().gold
+    page = admin_client.post(url, {"ranking": [ranking.pk], "gold": "1"}, follow=True)
+    assert "1 rankings marked gold." in page.content.decode()
+    assert "<th>Trust</th>" in page.content.decode()
+    assert Ranking.objects.get().gold
+
+    other = make_round(n_prompts=1, prefix="Next")
+    tasks = reverse("console:round_gold_tasks", args=[other.pk])
+    page = admin_client.get(reverse("console:round", args=[other.pk])).content.decode()
+    assert "1 gold prompts not in this round yet" in page
+    before = db_snapshot()
+    page = admin_client.post(tasks, {"count": "lots"}, follow=True).content.decode()
+    assert "the number of gold tasks: whole numbers only" in page
+    assert db_snapshot() == before
+    page = admin_client.post(tasks, {"count": "3"}, follow=True).content.decode()
+    assert f"1 gold tasks added to round {other.number}." in page
+    assert Assignment.objects.filter(round=other).count() == 2

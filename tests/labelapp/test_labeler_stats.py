@@ -167,11 +167,11 @@ def test_queries_stay_bounded_whatever_the_number_of_labelers(
     three_labelers, django_assert_max_num_queries
 ):
     round_, _ = three_labelers
-    with django_assert_max_num_queries(2):
+    with django_assert_max_num_queries(4):
         labeler_stats(round_)
-    with django_assert_max_num_queries(2):
+    with django_assert_max_num_queries(4):
         labeler_stats()
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(8):
         quality = round_quality(round_)
     assert quality["agreement"]["prompts"] == 2
     assert [r["username"] for r in quality["labelers"]] == ["alice", "bob", "carol"]

@@ -76,6 +76,8 @@ TABLE: dict[str, tuple[dict, tuple]] = {
     "console/rounds/<int:round_id>/live": (CONSOLE, GET),
     "console/rounds/<int:round_id>/train": (CONSOLE, POST),
     "console/rounds/<int:round_id>/close": (CONSOLE, POST),
+    "console/rounds/<int:round_id>/gold": (CONSOLE, POST),
+    "console/rounds/<int:round_id>/gold-tasks": (CONSOLE, POST),
     "console/rounds/<int:round_id>/export/<str:fmt>": (CONSOLE, GET),
     "console/runs/<int:run_id>/": (CONSOLE, GET),
     "console/runs/<int:run_id>/live": (CONSOLE, GET),
