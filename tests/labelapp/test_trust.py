@@ -1,5 +1,8 @@
 """Trust in each labeler: hidden repeats, gold tasks, and the trust score, by hand-made rankings."""
 
+import io
+import json
+
 import pytest
 
 from labelapp.models import LABELS, Assignment, Comparison, Completion, LabelingRound, Ranking
@@ -8,6 +11,7 @@ from labelapp.services.assignment import assign_next, skip_assignment
 from labelapp.services.errors import Conflict, InvalidInput
 from labelapp.services.exports import rankings_as_jsonl, training_rankings
 from labelapp.services.gold import add_gold_tasks, gold_prompts_available, mark_gold
+from labelapp.services.imports import import_pairs
 from labelapp.services.quality import labeler_stats, trust_by_labeler
 from labelapp.services.ranking import RankingSubmission, reshown, submit_ranking
 from labelapp.services.trust import trust_score
@@ -233,3 +237,29 @@ def test_gold_tasks_need_a_labeling_round_and_gold_to_add(gold_round, db):
     LabelingRound.objects.filter(pk=round_.pk).update(state=LabelingRound.State.TRAINING)
     with pytest.raises(Conflict, match="training"):
         add_gold_tasks(round_, 1)
+
+
+def test_imported_pairs_as_gold_tasks_measure_a_labeler(admin_user, db):
+    rows = [
+        {"prompt": f"Imported {i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(3)
+    ]
+    data = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    imported = import_pairs("pairs.jsonl", io.BytesIO(data), user=admin_user).round
+    assert mark_gold(imported, None) == 3
+    round_ = make_round(n_prompts=1, prefix="Plain")
+    assert add_gold_tasks(round_, 3) == 3
+    alice = make_user("alice")
+    wrong = 0
+    while (task := assign_next(alice)) is not None:
+        texts = texts_of(round_, task.prompt_id)
+        if texts[0].startswith("good") and not wrong:
+            submit_by_text(alice, task, list(reversed(texts)))  # prefers the rejected answer
+            wrong = 1
+        elif texts[0].startswith("good"):
+            assert len(task.order) == 2  # a pair: two answers, A and B
+            submit_by_text(alice, task, texts)
+        else:
+            submit_by_text(alice, task, texts)
+    a = stats_of("alice", round_)
+    assert (a["gold_agreement"], a["gold_pairs"]) == (2 / 3, 3)
+    assert a["trust"] == pytest.approx((2 * 2 - 3 + 12) / (3 + 12))
