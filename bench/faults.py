@@ -222,14 +222,20 @@ async def label_during(
 
 
 def half_written(round_ids: list[int]) -> int:
-    """Rankings without their C(K,2) comparisons, and submitted assignments without a ranking."""
+    """Rankings without their C(K,2) comparisons (hidden repeats have none), and submitted
+    assignments without a ranking."""
     from django.db.models import Count
 
     from labelapp.models import Assignment, Ranking
 
     rankings = Ranking.objects.filter(assignment__round_id__in=round_ids)
     pairs = K * (K - 1) // 2
-    partial = rankings.annotate(n=Count("comparisons")).exclude(n=pairs).count()
+    partial = (
+        rankings.filter(assignment__repeat_of=None)
+        .annotate(n=Count("comparisons"))
+        .exclude(n=pairs)
+        .count()
+    )
     submitted = Assignment.objects.filter(round_id__in=round_ids, state=Assignment.State.SUBMITTED)
     unranked = submitted.filter(ranking__isnull=True).count()
     not_submitted = rankings.exclude(assignment__state=Assignment.State.SUBMITTED).count()

@@ -853,7 +853,9 @@ def report(args, stack: Stack, checks: tuple[list[str], list[str]]) -> None:
 def run_ours(args, rates: list[float], n_prompts: int) -> Stack:
     """Our stack: migrate and seed a round, serve it, load it, check the database."""
     stack = Stack("ours", {"next": "GET  tasks/next", "ranking": "POST .../ranking"}, rates, True)
-    env = site_env(args.database_url)
+    # No hidden repeats: Label Studio has none, and the checks expect one ranking, with all its
+    # comparisons, per labeler and prompt.
+    env = site_env(args.database_url, REPEAT_PERCENT="0")
     os.environ.update(env)
 
     import django
