@@ -215,6 +215,11 @@ class TrainForm(forms.Form):
         max_value=100,
         help_text=help_text(("", RewardConfig, "epochs")),
     )
+    reward_trust_weighting = forms.BooleanField(
+        required=False,
+        label="Weight rankings by trust",
+        help_text=config_field(RewardConfig, "trust_weighting").metadata["help"] + " Default: off.",
+    )
 
     def hyperparameters(self) -> dict:
         """The filled-in values under the names the worker's configs use."""
@@ -224,8 +229,13 @@ class TrainForm(forms.Form):
         if method != "dpo":
             names |= {"steps": "steps", "max_new_tokens": "max_new_tokens"}
         hp = {names[k]: data[k] for k in names if data.get(k) is not None}
-        if data.get("reward_epochs") is not None and method != "dpo":
-            hp["reward"] = {"epochs": data["reward_epochs"]}
+        reward = {}
+        if data.get("reward_epochs") is not None:
+            reward["epochs"] = data["reward_epochs"]
+        if data.get("reward_trust_weighting"):
+            reward["trust_weighting"] = True
+        if reward and method != "dpo":
+            hp["reward"] = reward
         return hp
 
 

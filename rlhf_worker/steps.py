@@ -115,13 +115,14 @@ def _summary(metrics: dict) -> dict:
 
 
 def reward_step(run: Run) -> dict:
-    """Train a reward model on all rankings so far, from the round's policy."""
+    """Train a reward model on all rankings so far, from the round's policy (each weighted by
+    its labeler's trust under the reward setting trust_weighting)."""
     hp = _hyperparameters(run)
     config = config_from(RewardConfig, hp.pop("reward", {}))
     out = artifact_dir("reward", run)
     examples = [
         dataclasses.replace(e, prompt=conversation(e.prompt))
-        for e in training_rankings(run.round.number)
+        for e in training_rankings(run.round.number, trust_weighting=config.trust_weighting)
     ]
     metrics = train(
         run, train_reward_model, policy_dir(run.round.policy_version), examples, out, config

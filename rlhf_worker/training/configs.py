@@ -50,6 +50,15 @@ class RewardConfig:
         default=False,
         metadata={"help": "Recompute activations in the backward pass: less memory, more time."},
     )
+    trust_weighting: bool = field(
+        default=False,
+        metadata={
+            "help": "Weight each ranking in the loss by its labeler's trust (0-1, from their "
+            "agreement with gold, with their own hidden repeats and with the other labelers; "
+            "near 1 with little evidence), so a labeler at chance level counts less. Off: "
+            "every ranking counts the same. Held-out accuracy is never weighted."
+        },
+    )
 
 
 @dataclass

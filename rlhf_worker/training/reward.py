@@ -358,6 +358,7 @@ def train_reward_model(
             a < b for e in train for a, b in itertools.combinations(e.tie_groups, 2)
         ),
         # How much the least and the average training ranking counted (1.0 unweighted).
+        "trust_weighting": config.trust_weighting,
         "ranking_weight_min": min(weights),
         "ranking_weight_mean": sum(weights) / len(weights),
         "steps": history,

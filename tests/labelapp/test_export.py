@@ -1,10 +1,11 @@
 import json
 import sys
+from dataclasses import replace
 
 import datasets
 import pytest
 
-from labelapp.models import Comparison, Completion
+from labelapp.models import Comparison, Completion, Ranking
 from labelapp.services import exports
 from labelapp.services.assignment import assign_next
 from labelapp.services.errors import InvalidInput
@@ -14,8 +15,10 @@ from labelapp.services.exports import (
     rankings_as_jsonl,
     save_comparisons_hf,
 )
+from labelapp.services.quality import trust_by_labeler
 from labelapp.services.ranking import RankingSubmission, submit_ranking
 from tests.conftest import make_round, make_user
+from tests.labelapp.test_trust import submit_by_text, texts_of
 
 
 def rank_all(labeler, round_, ranking="BADC", **extra) -> list:
@@ -187,3 +190,35 @@ def test_ties_and_all_bad_in_every_export(labeler):
     (example,) = exports.training_rankings(round_.number)
     assert example.groups == [0, 1, 1, 2]
     assert example.completions == [text[by_label[x]] for x in "CADB"]
+
+
+def rank_with_a_contrarian(round_, honest: list, contrarian) -> None:
+    """Every labeler ranks every prompt of the round: the honest ones by their answers' text,
+    the contrarian in the reverse order."""
+    for user in [*honest, contrarian]:
+        while (task := assign_next(user)) is not None:
+            best_first = sorted(texts_of(round_, task.prompt_id), reverse=user == contrarian)
+            submit_by_text(user, task, best_first)
+
+
+def test_trust_weighting_gives_a_distrusted_labelers_rankings_less_weight(
+    labeler, other_labeler, settings
+):
+    settings.TRUST_PRIOR_PAIRS = 12
+    contrarian = make_user("contrarian", "labelers")
+    round_ = make_round(n_prompts=4, overlap=3)
+    rank_with_a_contrarian(round_, [labeler, other_labeler], contrarian)
+    trust = trust_by_labeler()
+    # The two others outvote all 4 x 6 of the contrarian's judgements: (0 + 12) / (24 + 12).
+    # An honest labeler's two others split, a tie that counts no pair: no evidence, trust 1.
+    assert trust[contrarian.pk] == pytest.approx(12 / 36)
+    assert labeler.pk not in trust and other_labeler.pk not in trust
+
+    weighted = exports.training_rankings(round_.number, trust_weighting=True)
+    by = list(Ranking.objects.order_by("id").values_list("labeler_id", flat=True))
+    assert [e.weight for e in weighted] == [trust.get(labeler_id, 1.0) for labeler_id in by]
+    assert sorted({e.weight for e in weighted}) == [trust[contrarian.pk], 1.0]
+    # Off, the same rankings, each of weight 1.
+    plain = exports.training_rankings(round_.number)
+    assert {e.weight for e in plain} == {1.0}
+    assert [replace(e, weight=1.0) for e in weighted] == plain

@@ -124,6 +124,7 @@ TRAINS = [
     ("unknown hyperparameter", {"method": "ppo", "learning_rat": 0.1}),
     ("hyperparameter of the wrong type", {"method": "ppo", "steps": "many"}),
     ("nested hyperparameters of the wrong type", {"method": "ppo", "reward": {"epochs": "x"}}),
+    ("trust weighting not a boolean", {"method": "ppo", "reward": {"trust_weighting": "on"}}),
 ]
 
 

@@ -27,6 +27,17 @@ def test_every_field_of_a_config_may_be_set():
         ("dpo", {"learning_rate": True}, "must be a float"),
         ("ppo", {"reward": {"epoch": 1}}, "unknown reward setting 'epoch'"),
         ("ppo", {"sft": []}, "sft must be an object"),
+        (
+            "ppo",
+            {"reward": {"trust_weighting": "yes"}},
+            "reward setting trust_weighting must be a bool",
+        ),
+        (
+            "rloo",
+            {"reward": {"trust_weighting": 1}},
+            "reward setting trust_weighting must be a bool",
+        ),
+        ("ppo", {"trust_weighting": True}, "unknown ppo setting 'trust_weighting'"),  # reward's
     ],
 )
 def test_a_wrong_setting_is_refused_by_name(method, hyperparameters, message):
@@ -40,6 +51,27 @@ def test_the_train_forms_help_is_the_configs_own():
     assert f"PPO kl_coef {PPOConfig.kl_coef:g}" in fields["kl"].help_text
     assert f"RLOO/GRPO {OnlineRLConfig.learning_rate:g}" in fields["learning_rate"].help_text
     assert f"Default: {RewardConfig.epochs}." in fields["reward_epochs"].help_text
+
+
+@pytest.mark.parametrize(
+    ("data", "hyperparameters"),
+    [
+        ({"method": "ppo", "reward_trust_weighting": "on"}, {"reward": {"trust_weighting": True}}),
+        ({"method": "ppo"}, {}),  # unchecked: the config's default, off
+        (
+            {"method": "grpo", "reward_epochs": 3, "reward_trust_weighting": "on"},
+            {"reward": {"epochs": 3, "trust_weighting": True}},
+        ),
+    ],
+)
+def test_the_train_forms_trust_box_sets_the_reward_models_trust_weighting(data, hyperparameters):
+    form = TrainForm(data)
+    assert form.is_valid(), form.errors
+    assert form.hyperparameters() == hyperparameters
+    check_hyperparameters(data["method"], form.hyperparameters())
+    help_text = form.fields["reward_trust_weighting"].help_text
+    assert help_text.startswith(config_field(RewardConfig, "trust_weighting").metadata["help"])
+    assert RewardConfig().trust_weighting is False
 
 
 def test_the_web_side_reads_the_configs_without_torch():

@@ -4,9 +4,11 @@ import pytest
 
 from labelapp.models import TrainingRun
 from labelapp.services.assignment import assign_next
+from labelapp.services.quality import trust_by_labeler
 from labelapp.services.ranking import RankingSubmission, submit_ranking
 from rlhf_worker.steps import reward_step
-from tests.conftest import make_round
+from tests.conftest import make_round, make_user
+from tests.labelapp.test_export import rank_with_a_contrarian
 
 
 @pytest.fixture
@@ -35,3 +37,22 @@ def test_a_round_with_a_tie_trains_on_its_pairs_across_groups(worker_settings, l
     assert metrics["train_rankings"] == 3
     assert metrics["train_pairs"] == 5 + 6 + 6  # the tied pair is no pair
     assert (metrics["ranking_weight_min"], metrics["ranking_weight_mean"]) == (1.0, 1.0)
+
+
+def test_trust_weighting_weighs_each_ranking_by_its_labelers_trust(
+    worker_settings, labeler, other_labeler
+):
+    contrarian = make_user("contrarian", "labelers")
+    round_ = make_round(n_prompts=4, overlap=3)
+    rank_with_a_contrarian(round_, [labeler, other_labeler], contrarian)
+    distrusted = trust_by_labeler()[contrarian.pk]
+    assert distrusted < 0.5
+
+    metrics = reward_step(reward_run(round_, trust_weighting=True))["metrics"]
+    assert metrics["trust_weighting"] is True
+    assert metrics["train_rankings"] == 12
+    assert metrics["ranking_weight_min"] == pytest.approx(distrusted)
+    assert metrics["ranking_weight_mean"] == pytest.approx((8 + 4 * distrusted) / 12)
+    off = reward_step(reward_run(round_))["metrics"]
+    assert off["trust_weighting"] is False
+    assert (off["ranking_weight_min"], off["ranking_weight_mean"]) == (1.0, 1.0)
