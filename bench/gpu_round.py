@@ -41,8 +41,8 @@ from rlhf_worker.training.ppo import PPOConfig, train_ppo
 from rlhf_worker.training.reward import (
     RankedExample,
     RewardConfig,
+    encode_for_reward,
     is_held_out,
-    reward_texts,
     train_reward_model,
 )
 from rlhf_worker.training.tokenizer import TokenizerConfig, train_tokenizer
@@ -213,13 +213,13 @@ def reward_phase(
     reward, seconds, peak = measure(device, lambda: train_reward_model(base, rankings, out, config))
     train = [r for r in rankings if not is_held_out(r.prompt, config.eval_fraction)]
     tokenizer = load_tokenizer(base)
-    texts = reward_texts(
+    encoded = encode_for_reward(
         tokenizer,
         [r.prompt for r in train for _ in r.completions],
         [c for r in train for c in r.completions],
+        config.max_length,
     )
-    encoded = tokenizer(texts, truncation=True, max_length=config.max_length)["input_ids"]
-    tokens = sum(map(len, encoded)) * args.rm_epochs  # what the training forwards read
+    tokens = int(encoded["attention_mask"].sum()) * args.rm_epochs  # what the forwards read
     accuracy = reward["eval_accuracy"]
     note = f"{len(train)} rankings; held-out accuracy {accuracy and round(accuracy, 2)}"
     return ("reward model (K-wise)", seconds, tokens, peak, note)
