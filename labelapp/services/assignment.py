@@ -94,7 +94,7 @@ _CLAIM_REPEAT = """
     SET state = 'reserved', reserved_at = %s, reserved_until = %s
     WHERE id = %s AND labeler_id = %s AND state IN ('open', 'reserved')"""
 _REPEAT_TASK = """
-    SELECT a.prompt_id, p.text, a."order" FROM labelapp_assignment a
+    SELECT a.prompt_id, p.text, a."order", a.repeat_of_id FROM labelapp_assignment a
     JOIN labelapp_prompt p ON p.id = a.prompt_id
     WHERE a.id = %s"""
 _COMPLETION_IDS = (
@@ -232,7 +232,7 @@ def _take_repeat(
     params = [sql.db_datetime(now), sql.db_datetime(until), pk, labeler.pk]
     if not sql.execute(_CLAIM_REPEAT, params):
         return None
-    prompt_id, text, order = sql.fetch_one(_REPEAT_TASK, [pk])
+    prompt_id, text, order, repeat_of_id = sql.fetch_one(_REPEAT_TASK, [pk])
     assignment = sql.instance(
         Assignment,
         id=pk,
@@ -243,6 +243,7 @@ def _take_repeat(
         order=sql.py_json(order),
         reserved_at=now,
         reserved_until=until,
+        repeat_of_id=repeat_of_id,
     )
     assignment.round = round_
     assignment.prompt = sql.instance(Prompt, id=prompt_id, text=text)

@@ -303,11 +303,11 @@ def audit_results(versions: list) -> dict[int, dict]:
     """Per policy version (id) that has an audit round: what humans said of the answers its
     reward model liked most.
 
-    `agreement` is the share of audit rankings where the answer humans preferred is the one the
-    reward model scored higher (its precision on its own top answers; a reward tie counts half),
-    `new_preferred` the share where they preferred the new version's answer; `rm_accuracy` is the
-    reward model's own held-out accuracy, for comparison. `flagged` when the agreement is below
-    AUDIT_MIN_AGREEMENT. Three queries, however many versions.
+    `agreement` is the share of audit rankings (hidden repeats left out) where the answer humans
+    preferred is the one the reward model scored higher (its precision on its own top answers; a
+    reward tie counts half), `new_preferred` the share where they preferred the new version's
+    answer; `rm_accuracy` is the reward model's own held-out accuracy, for comparison. `flagged`
+    when the agreement is below AUDIT_MIN_AGREEMENT. Three queries, however many versions.
     """
     rounds = {
         r.audit_of_id: r
@@ -317,7 +317,7 @@ def audit_results(versions: list) -> dict[int, dict]:
     }
     rankings = defaultdict(list)
     for round_id, order in Ranking.objects.filter(
-        assignment__round__in=rounds.values(), all_bad=False
+        assignment__round__in=rounds.values(), all_bad=False, assignment__repeat_of=None
     ).values_list("assignment__round", "order"):
         rankings[round_id].append(order)
     completions = {
