@@ -1,9 +1,11 @@
 """Trust weighting: reward-model accuracy with and without each ranking weighted by its labeler's
-trust, on the same labels, when one labeler in four ranks at random.
+trust, on the same labels, when one labeler in four ranks at random (or, --bad reverse, in the
+reverse of the preference, consistently).
 
 Four simulated labelers rank the policy's K=4 answers: three by a hidden preference (ties in
 random order, as `simulate_labelers` does; with probability --noise one adjacent pair swapped),
-one at random. Every labeled prompt is ranked by 2 of the 4, drawn at random, so that each
+one at random (`random`), or by the reverse of the preference (`reverse`: an adversary, with
+the honest ones' slips). Every labeled prompt is ranked by 2 of the 4, drawn at random, so that each
 labeler can be measured against another. Trust comes from the product's own checks and formula
 (the pair judgements of services.agreement, pooled as quality.labeler_stats pools them, and
 services.trust.trust_score): agreement with the other labeler of each prompt
@@ -11,8 +13,8 @@ services.trust.trust_score): agreement with the other labeler of each prompt
 preference), and with the labeler's own hidden repeats of --repeats of their prompts (ranked
 again; repeats do not train). Then, per seed, one reward model is trained from the policy on
 the same rankings with every weight 1 (`off`) and with each ranking weighted by its labeler's
-trust (`on`); `oracle` (optional) drops the random labeler's rankings, as if it were known to
-be random. Each is scored on held-out prompts as bench/label_efficiency.py scores: the share of
+trust (`on`); `oracle` (optional) drops the bad labeler's rankings, as if it were known to
+be bad. Each is scored on held-out prompts as bench/label_efficiency.py scores: the share of
 the answer pairs the hidden preference orders strictly that the reward model orders alike.
 
     .venv/bin/python bench/trust_weighting.py --base artifacts/tiny-base-model \
@@ -49,7 +51,8 @@ from rlhf_worker.training.reward import (  # noqa: E402
     train_reward_model,
 )
 
-LABELERS = ["honest-1", "honest-2", "honest-3", "random"]
+HONEST = ["honest-1", "honest-2", "honest-3"]
+BAD = ("random", "reverse")
 MODES = ("off", "on", "oracle")
 
 
@@ -67,20 +70,21 @@ def ranking(labeler: str, prompt: str, answers: list[str], prefer, noise: float,
     if rng.random() < noise:  # a slip: one adjacent pair the other way round
         i = rng.randrange(len(order) - 1)
         order[i], order[i + 1] = order[i + 1], order[i]
-    return order
+    return order[::-1] if labeler == "reverse" else order
 
 
 def label(seed: int, pool: list[str], answers: dict, prefer, args) -> tuple[list, dict, dict]:
     """(rankings as (labeler, prompt, order), {labeler: trust}, {labeler: [agreeing, pairs]})
     for one seed's simulation."""
     rng = random.Random(seed)
+    labelers = [*HONEST, args.bad]
     rankings = [
         (labeler, prompt, ranking(labeler, prompt, answers[prompt], prefer, args.noise, rng))
         for prompt in pool
-        for labeler in rng.sample(LABELERS, 2)
+        for labeler in rng.sample(labelers, 2)
     ]
     # The evidence per labeler, [agreeing, pairs], pooled over the three checks.
-    evidence = {name: [0.0, 0] for name in LABELERS}
+    evidence = {name: [0.0, 0] for name in labelers}
 
     def count(labeler: str, agreeing: float, pairs: int) -> None:
         evidence[labeler][0] += agreeing
@@ -98,7 +102,7 @@ def label(seed: int, pool: list[str], answers: dict, prefer, args) -> tuple[list
         gold = ranking("admin", prompt, answers[prompt], prefer, 0.0, rng)
         for labeler, own in by_prompt[prompt]:
             count(labeler, *pairwise_agreement([own, gold]))
-    for labeler in LABELERS:  # hidden repeats: the same answers ranked again
+    for labeler in labelers:  # hidden repeats: the same answers ranked again
         own = [(p, o) for name, p, o in rankings if name == labeler]
         for prompt, first in rng.sample(own, min(args.repeats, len(own))):
             again = ranking(labeler, prompt, answers[prompt], prefer, args.noise, rng)
@@ -116,10 +120,10 @@ def examples(rankings: list, answers: dict, weight_of: dict[str, float]) -> list
 
 def weights(mode: str, trust: dict[str, float]) -> dict[str, float]:
     if mode == "off":
-        return dict.fromkeys(LABELERS, 1.0)
+        return dict.fromkeys(trust, 1.0)
     if mode == "on":
         return trust
-    return {name: 0.0 if name == "random" else 1.0 for name in LABELERS}  # oracle
+    return {name: 1.0 if name in HONEST else 0.0 for name in trust}  # oracle
 
 
 def summarize(results: dict[str, list[float]], trusts: list[dict]) -> None:
@@ -130,7 +134,7 @@ def summarize(results: dict[str, list[float]], trusts: list[dict]) -> None:
         runs = " ".join(f"{a:.3f}" for a in accuracies)
         print(f"  {mode:7} {statistics.mean(accuracies):.3f} ± {sd:.3f}   (seeds: {runs})")
     print("trust per labeler (seeds in order)")
-    for name in LABELERS:
+    for name in trusts[0]:
         print(f"  {name:9} " + " ".join(f"{t[name]:.3f}" for t in trusts))
 
 
@@ -145,6 +149,7 @@ def main() -> None:
     parser.add_argument("--gold", type=int, default=16, help="Labeled prompts with a gold ranking.")
     parser.add_argument("--repeats", type=int, default=8, help="Hidden repeats per labeler.")
     parser.add_argument("--noise", type=float, default=0.1, help="An honest labeler's slip rate.")
+    parser.add_argument("--bad", choices=BAD, default="random", help="The fourth labeler.")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rm-epochs", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=48)
@@ -174,7 +179,7 @@ def main() -> None:
         for seed in range(args.seeds):
             rankings, trust, evidence = label(seed, pool, answers, prefer, args)
             trusts.append(trust)
-            shown = ", ".join(f"{n} {trust[n]:.3f} ({evidence[n][1]} pairs)" for n in LABELERS)
+            shown = ", ".join(f"{n} {trust[n]:.3f} ({evidence[n][1]} pairs)" for n in trust)
             print(f"seed {seed}: {len(rankings)} rankings; trust {shown}", flush=True)
             for mode in args.modes:
                 out = Path(tmp) / f"{mode}-{seed}"
