@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--ppo-steps", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--rm-epochs", type=int, default=2)
+    parser.add_argument("--rm-batch-size", type=int, default=RewardConfig.batch_size)
+    parser.add_argument("--rm-lr", type=float, default=RewardConfig.learning_rate)
     parser.add_argument("--top-layers", type=int, default=0, help="RM and PPO: train the top N.")
     parser.add_argument("--lora-r", type=int, default=0, help="PPO: LoRA rank (0: full).")
     parser.add_argument("--ppo-lr", type=float, default=PPOConfig.learning_rate)
@@ -171,7 +173,12 @@ def main() -> None:
     rng.shuffle(pool)
     held_out, train_pool = pool[: args.prompts], pool[args.prompts :]
     sampling = SamplingConfig(k=4, max_new_tokens=args.max_new_tokens)
-    rm_config = RewardConfig(epochs=args.rm_epochs, top_layers=args.top_layers)
+    rm_config = RewardConfig(
+        epochs=args.rm_epochs,
+        batch_size=args.rm_batch_size,
+        learning_rate=args.rm_lr,
+        top_layers=args.top_layers,
+    )
     ppo_config = PPOConfig(
         steps=args.ppo_steps,
         max_new_tokens=args.max_new_tokens,
