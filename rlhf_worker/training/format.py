@@ -18,7 +18,7 @@ from rlhf_worker.training import dialogue
 PROMPT_TEMPLATE = "### Instruction:\n{prompt}\n\n### Response:\n"
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
-Message = dict[str, str]
+Message = dialogue.Message
 Prompt = str | list[Message]
 
 

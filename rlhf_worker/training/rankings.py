@@ -7,7 +7,7 @@ and the worker's K-wise loss reads them (reward.py).
 import math
 from dataclasses import dataclass
 
-Message = dict[str, str]
+from rlhf_worker.training.dialogue import Message
 
 
 @dataclass(frozen=True)
